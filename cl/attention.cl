@@ -1,0 +1,241 @@
+/*
+ * Attention stage: FlashAttention-2-style tiled attention with an online softmax and f32
+ * accumulation, over every visible key (SPARSE == 0) or over the key blocks listed in a block
+ * mask (SPARSE == 1, layout of DESIGN §6: per (batch, query head, query block) a count and that
+ * many ascending key-block indices, rows padded to NUM_KEY_BLOCKS).
+ *
+ * Inputs: Q in its storage dtype and strides; K^T and V prepared by kv_layout.cl.
+ * Scores are computed in base 2: Q is pre-multiplied by scale * log2(e), so exp2 gives the
+ * softmax weights without a multiply per score.
+ *
+ * Defines: HEAD_DIM, CLSA_DTYPE, SPARSE, KERNEL_STYLE_CPU or KERNEL_STYLE_GPU, and
+ *   CPU: ROWS_PER_ITEM (query rows per work-item)
+ *   GPU: GROUP_SIZE (query rows per work-group, one per work-item), KEY_TILE (keys per tile)
+ *   SPARSE: BLOCK_Q, BLOCK_K, NUM_KEY_BLOCKS
+ */
+
+#if SPARSE
+#define MASK_ARGS , __global const int *mask_counts, __global const int *mask_indices
+/* Visits the [start, end) key ranges of the listed blocks of mask row `mask_row`, cut at key_end. */
+#define FOR_EACH_KEY_RANGE(mask_row, key_end, start, end)                                          \
+    const int mask_count_ = mask_counts[mask_row];                                                 \
+    __global const int *mask_list_ = mask_indices + (long)(mask_row)*NUM_KEY_BLOCKS;               \
+    for (int mb_ = 0; mb_ < mask_count_; ++mb_)                                                    \
+        for (int start = mask_list_[mb_] * BLOCK_K, end = min(start + BLOCK_K, key_end), once_ = 1; \
+             once_; once_ = 0)
+#else
+#define MASK_ARGS
+#define FOR_EACH_KEY_RANGE(mask_row, key_end, start, end)                                          \
+    for (int start = 0, end = key_end, once_ = 1; once_; once_ = 0)
+#endif
+
+#define ATTENTION_ARGS                                                                             \
+    __global const STORAGE *q, __global const float *workspace, long kt_at, long v_at,             \
+        __global STORAGE *o, long q_sb, long q_sh, long q_st, long o_sb, long o_sh, long o_st,     \
+        int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,              \
+        float scale_log2e MASK_ARGS
+
+#ifdef KERNEL_STYLE_CPU
+/*
+ * CPU style. Each work-item owns ROWS_PER_ITEM query rows and walks the keys 16 at a time, with
+ * explicit float16 vectors and register tiles (no local memory, no barriers): PoCL runs a
+ * work-group as a loop, and this shape is what reaches the GEMM-like rate (POCL-NOTES.md).
+ *   scores: s[r] (16 keys) += q[r][c] * K^T[c][16 keys]   (R float16 accumulators)
+ *   values: acc[r][v] (16 channels) += p[r][j] * V[j][16 channels]
+ * Global size: (row groups rounded up to the local size, B*Hq).
+ */
+#define R ROWS_PER_ITEM
+#define NV (HEAD_DIM_PADDED / 16)
+
+static inline float hmax16(float16 x)
+{
+    float8 a = fmax(x.lo, x.hi);
+    float4 b = fmax(a.lo, a.hi);
+    float2 c = fmax(b.lo, b.hi);
+    return fmax(c.x, c.y);
+}
+
+static inline float hsum16(float16 x)
+{
+    float8 a = x.lo + x.hi;
+    float4 b = a.lo + a.hi;
+    float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
+__kernel void attention(ATTENTION_ARGS)
+{
+    const int row0 = get_global_id(0) * R;
+    const int bh = get_global_id(1);
+    if (row0 >= q_len)
+        return;
+    const int b = bh / q_heads, h = bh - b * q_heads;
+    const long kv_bh = (long)b * (q_heads / group) + h / group;
+    __global const float *ktb = workspace + kt_at + kv_bh * HEAD_DIM * kv_len_padded;
+    __global const float *vb = workspace + v_at + kv_bh * kv_len_padded * HEAD_DIM_PADDED;
+
+    float qs[R][HEAD_DIM];
+    int limit[R];
+    int min_limit = INT_MAX, max_limit = -1;
+    for (int r = 0; r < R; ++r) {
+        const int row = row0 + r;
+        limit[r] = last_visible_key(row, q_len, kv_len, causal);
+        min_limit = min(min_limit, limit[r]);
+        max_limit = max(max_limit, limit[r]);
+        const long qo = b * q_sb + h * q_sh + (long)row * q_st;
+        for (int c = 0; c < HEAD_DIM; ++c)
+            qs[r][c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+    }
+
+    float16 acc[R][NV];
+    float m[R], l[R];
+    float ps[R][16];
+    for (int r = 0; r < R; ++r) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        for (int v = 0; v < NV; ++v)
+            acc[r][v] = (float16)(0.0f);
+    }
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int key_end = max_limit + 1;
+#if SPARSE
+    const int mask_row = bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + row0 / BLOCK_Q;
+#endif
+    FOR_EACH_KEY_RANGE(mask_row, key_end, start, end)
+    {
+        for (int j0 = start; j0 < end; j0 += 16) {
+            float16 s[R];
+            for (int r = 0; r < R; ++r)
+                s[r] = (float16)(0.0f);
+            __global const float *kp = ktb + j0;
+            for (int c = 0; c < HEAD_DIM; ++c) {
+                const float16 kv = vload16(0, kp + (long)c * kv_len_padded);
+                for (int r = 0; r < R; ++r)
+                    s[r] = fma((float16)(qs[r][c]), kv, s[r]);
+            }
+            /* Only chunks that reach past some row's last visible key need the mask. */
+            const bool partial = j0 + 15 > min_limit;
+            for (int r = 0; r < R; ++r) {
+                float16 sr = s[r];
+                if (partial)
+                    sr = select(sr, (float16)(-INFINITY), (int16)(j0) + lane > (int16)(limit[r]));
+                const float m_new = fmax(m[r], hmax16(sr));
+                float16 p = (float16)(0.0f);
+                if (m_new != -INFINITY) { /* else no key of this row is visible yet */
+                    const float alpha = exp2(m[r] - m_new);
+                    p = exp2(sr - (float16)(m_new));
+                    l[r] = l[r] * alpha + hsum16(p);
+                    if (alpha != 1.0f)
+                        for (int v = 0; v < NV; ++v)
+                            acc[r][v] *= alpha;
+                    m[r] = m_new;
+                }
+                vstore16(p, 0, ps[r]);
+            }
+            __global const float *vp = vb + (long)j0 * HEAD_DIM_PADDED;
+            for (int v = 0; v < NV; ++v) {
+                float16 a[R];
+                for (int r = 0; r < R; ++r)
+                    a[r] = acc[r][v];
+                for (int jj = 0; jj < 16; ++jj) {
+                    const float16 vv = vload16(v, vp + jj * HEAD_DIM_PADDED);
+                    for (int r = 0; r < R; ++r)
+                        a[r] = fma((float16)(ps[r][jj]), vv, a[r]);
+                }
+                for (int r = 0; r < R; ++r)
+                    acc[r][v] = a[r];
+            }
+        }
+    }
+
+    for (int r = 0; r < R; ++r) {
+        const int row = row0 + r;
+        if (row >= q_len)
+            break;
+        /* A row that saw no key has l == 0 and gets zeros, never NaN. */
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        const float *out = (const float *)acc[r];
+        const long oo = b * o_sb + h * o_sh + (long)row * o_st;
+        for (int c = 0; c < HEAD_DIM; ++c)
+            store_elem(o, oo + c, out[c] * inv);
+    }
+}
+#endif /* KERNEL_STYLE_CPU */
+
+#ifdef KERNEL_STYLE_GPU
+/*
+ * GPU style. A work-group of GROUP_SIZE work-items owns GROUP_SIZE consecutive query rows, one
+ * per work-item, and stages KEY_TILE keys of K and V at a time in local memory; every work-item
+ * then reads the same local element (a broadcast). The key loop bounds are uniform across the
+ * group so that every work-item reaches every barrier.
+ * Global size: (row groups * GROUP_SIZE, B*Hq), local size (GROUP_SIZE, 1).
+ */
+__kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(ATTENTION_ARGS)
+{
+    __local float ks[KEY_TILE][HEAD_DIM];
+    __local float vs[KEY_TILE][HEAD_DIM];
+    const int lid = get_local_id(0);
+    const int row0 = get_group_id(0) * GROUP_SIZE;
+    const int row = row0 + lid;
+    const int bh = get_global_id(1);
+    const int b = bh / q_heads, h = bh - b * q_heads;
+    const long kv_bh = (long)b * (q_heads / group) + h / group;
+    __global const float *ktb = workspace + kt_at + kv_bh * HEAD_DIM * kv_len_padded;
+    __global const float *vb = workspace + v_at + kv_bh * kv_len_padded * HEAD_DIM_PADDED;
+
+    const int limit = last_visible_key(row, q_len, kv_len, causal);
+    const int key_end = last_visible_key(min(row0 + GROUP_SIZE, q_len) - 1, q_len, kv_len, causal) + 1;
+    float qv[HEAD_DIM], acc[HEAD_DIM];
+    const long qo = b * q_sb + h * q_sh + (long)row * q_st;
+    for (int c = 0; c < HEAD_DIM; ++c) {
+        qv[c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+        acc[c] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+#if SPARSE
+    const int mask_row = bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + row0 / BLOCK_Q;
+#endif
+    FOR_EACH_KEY_RANGE(mask_row, key_end, start, end)
+    {
+        for (int j0 = start; j0 < end; j0 += KEY_TILE) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed */
+            for (int e = lid; e < KEY_TILE * HEAD_DIM; e += GROUP_SIZE) {
+                const int kc = e / KEY_TILE, kj = e - kc * KEY_TILE; /* consecutive keys in K^T */
+                ks[kj][kc] = ktb[(long)kc * kv_len_padded + j0 + kj];
+                const int vj = e / HEAD_DIM, vc = e - vj * HEAD_DIM; /* consecutive channels in V */
+                vs[vj][vc] = vb[(long)(j0 + vj) * HEAD_DIM_PADDED + vc];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            float s[KEY_TILE];
+            float mx = -INFINITY;
+            for (int j = 0; j < KEY_TILE; ++j) {
+                float dot = 0.0f;
+                for (int c = 0; c < HEAD_DIM; ++c)
+                    dot = fma(qv[c], ks[j][c], dot);
+                s[j] = j0 + j > limit ? -INFINITY : dot;
+                mx = fmax(mx, s[j]);
+            }
+            const float m_new = fmax(m, mx);
+            if (m_new == -INFINITY)
+                continue; /* no key of this row is visible yet; the barriers stay uniform */
+            const float alpha = exp2(m - m_new);
+            l *= alpha;
+            for (int c = 0; c < HEAD_DIM; ++c)
+                acc[c] *= alpha;
+            for (int j = 0; j < KEY_TILE; ++j) {
+                const float p = exp2(s[j] - m_new);
+                l += p;
+                for (int c = 0; c < HEAD_DIM; ++c)
+                    acc[c] = fma(p, vs[j][c], acc[c]);
+            }
+            m = m_new;
+        }
+    }
+    if (row < q_len) {
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const long oo = b * o_sb + h * o_sh + (long)row * o_st;
+        for (int c = 0; c < HEAD_DIM; ++c)
+            store_elem(o, oo + c, acc[c] * inv);
+    }
+}
+#endif /* KERNEL_STYLE_GPU */

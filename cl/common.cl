@@ -1,0 +1,47 @@
+/*
+ * Prepended to every clsa kernel source.
+ *
+ * CLSA_DTYPE picks the storage type of Q, K, V and O: 0 f32, 1 f16, 2 bf16. All arithmetic is
+ * f32. f16 goes through vload_half/vstore_half, which are core OpenCL and need no cl_khr_fp16;
+ * bf16 is the top half of an f32 bit pattern and is stored with round-to-nearest-even.
+ */
+#ifndef CLSA_DTYPE
+#error "CLSA_DTYPE must be defined"
+#endif
+
+#if CLSA_DTYPE == 0
+#define STORAGE float
+static inline float load_elem(__global const float *p, long i) { return p[i]; }
+static inline void store_elem(__global float *p, long i, float x) { p[i] = x; }
+#elif CLSA_DTYPE == 1
+#define STORAGE half
+static inline float load_elem(__global const half *p, long i) { return vload_half((size_t)i, p); }
+static inline void store_elem(__global half *p, long i, float x) { vstore_half_rte(x, (size_t)i, p); }
+#elif CLSA_DTYPE == 2
+#define STORAGE ushort
+static inline float load_elem(__global const ushort *p, long i) { return as_float((uint)p[i] << 16); }
+static inline void store_elem(__global ushort *p, long i, float x)
+{
+    uint u = as_uint(x);
+    if (isnan(x)) {
+        p[i] = (ushort)((u >> 16) | 0x40u); /* keep it a (quiet) NaN */
+        return;
+    }
+    u += 0x7FFFu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    p[i] = (ushort)(u >> 16);
+}
+#else
+#error "unknown CLSA_DTYPE"
+#endif
+
+/* Channels of the prepared V rows: HEAD_DIM rounded up to the 16 lanes of a float16. */
+#define HEAD_DIM_PADDED (((HEAD_DIM) + 15) / 16 * 16)
+
+/* The last key (inclusive) query `row` may see; -1 when it sees none. Causal rows align to the
+   end of the keys (FlashAttention >= 2.1): row i sees keys j <= i + kv_len - q_len. */
+static inline int last_visible_key(int row, int q_len, int kv_len, int causal)
+{
+    if (row >= q_len)
+        return -1;
+    return causal ? min(row + kv_len - q_len, kv_len - 1) : kv_len - 1;
+}

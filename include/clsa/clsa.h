@@ -1,0 +1,302 @@
+/*
+ * clsa: sparse attention for long-context transformer prefill on any OpenCL device.
+ *
+ * This header is the whole public API and its documentation.
+ *
+ * Overview
+ * --------
+ *   1. Make a context from your own cl_context and cl_device_id (clsa_context_create), or let
+ *      clsa pick a device (clsa_context_create_default).
+ *   2. Describe the tensors with a clsa_shape and, for sparse attention, a clsa_sparsity.
+ *   3. Make a plan (clsa_plan_create). This compiles every kernel the plan needs, so the first
+ *      enqueue is not slow, and fixes the workspace size (clsa_plan_workspace_size).
+ *   4. Enqueue (clsa_attention) on your queue with your cl_mem buffers, or call
+ *      clsa_attention_host with host arrays.
+ *
+ * Tensors
+ * -------
+ *   Q is [B, Hq, Lq, D]; K and V are [B, Hkv, Lk, D]; O is [B, Hq, Lq, D]. Hq must be a multiple
+ *   of Hkv (GQA; Hkv = 1 is MQA). The innermost (channel) dimension is always contiguous; the
+ *   batch, head and token element strides of each tensor are free (clsa_tensor_strides), which
+ *   covers the [B, L, H, D] layout most engines use. Storage is f32, f16 or bf16; all arithmetic
+ *   is f32. Causal queries align to the END of the keys (FlashAttention >= 2.1): query row i sees
+ *   keys j <= i + Lk - Lq. When Lq > Lk the first rows see no key; a row with no visible key gives
+ *   an output row of zeros, never NaN.
+ *
+ * Errors
+ * ------
+ *   Every function returns a clsa_status. OpenCL errors pass through unchanged as their
+ *   (negative) CL_* values; clsa's own codes sit at -2000 and below. clsa_status_string() names
+ *   every code, and clsa_context_last_error() holds a sentence with the details (the failing
+ *   argument, or for a failed kernel build the device, the build options and the build log).
+ *   Every argument is validated before anything is enqueued: a call that fails validation
+ *   enqueues nothing and writes nothing.
+ *
+ * Threads
+ * -------
+ *   clsa has no global mutable state. A context and the plans made from it may be used by one
+ *   thread at a time (the context holds the last-error message and a cache of built programs);
+ *   use one context per thread, or your own lock around each context, to use clsa from several
+ *   threads. Different contexts may share one cl_context and cl_device_id.
+ *
+ * Environment
+ * -----------
+ *   CLSA_DEVICE        device for clsa_context_create_default: an index into the list of all
+ *                      devices of all platforms, or a substring of the device name.
+ *   CLSA_KERNEL_STYLE  "cpu" or "gpu": overrides the kernel style picked from the device type
+ *                      (an explicit clsa_context_options.kernel_style wins over it).
+ *   CLSA_CACHE_DIR     directory for the on-disk program binary cache (off when unset).
+ */
+#ifndef CLSA_CLSA_H
+#define CLSA_CLSA_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Versions                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+#define CLSA_VERSION_MAJOR 0
+#define CLSA_VERSION_MINOR 1
+#define CLSA_VERSION_PATCH 0
+/** The version as one number, major * 10000 + minor * 100 + patch. */
+#define CLSA_VERSION (CLSA_VERSION_MAJOR * 10000 + CLSA_VERSION_MINOR * 100 + CLSA_VERSION_PATCH)
+
+/** The version of the library linked at run time, as "major.minor.patch". */
+const char *clsa_version(void);
+
+/** The version of the library linked at run time, as CLSA_VERSION would give it. */
+int clsa_version_number(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Result of every call. CLSA_SUCCESS is 0. Negative values above -2000 are OpenCL error codes
+ * passed through unchanged (CL_OUT_OF_RESOURCES, CL_INVALID_MEM_OBJECT, ...).
+ */
+typedef enum clsa_status {
+    CLSA_SUCCESS = 0,
+    CLSA_ERR_NULL_ARGUMENT = -2001,        /**< a required pointer or cl_mem is NULL */
+    CLSA_ERR_INVALID_DIMENSION = -2002,    /**< a dimension is zero or negative */
+    CLSA_ERR_HEAD_RATIO = -2003,           /**< q_heads is not a multiple of kv_heads */
+    CLSA_ERR_UNSUPPORTED_HEAD_DIM = -2004, /**< head_dim above 256 (or above what the device can hold) */
+    CLSA_ERR_UNKNOWN_DTYPE = -2005,        /**< dtype is not one of clsa_dtype */
+    CLSA_ERR_BUFFER_TOO_SMALL = -2006,     /**< a cl_mem is smaller than its tensor needs (CL_MEM_SIZE) */
+    CLSA_ERR_SIZE_OVERFLOW = -2007,        /**< a product of sizes overflows 64 bits or the device's limits */
+    CLSA_ERR_WORKSPACE_TOO_SMALL = -2008,  /**< the workspace is smaller than clsa_plan_workspace_size() */
+    CLSA_ERR_NO_DEVICE = -2009,            /**< no OpenCL platform or device was found */
+    CLSA_ERR_BUILD_FAILED = -2010,         /**< a kernel failed to compile; see the last-error message */
+    CLSA_ERR_OUT_OF_HOST_MEMORY = -2011,   /**< a host allocation failed */
+    CLSA_ERR_INVALID_STRIDE = -2012,       /**< a stride is negative, or makes rows of a tensor overlap */
+    CLSA_ERR_INVALID_SCALE = -2013,        /**< the softmax scale is negative, infinite or NaN */
+    CLSA_ERR_INVALID_TAU = -2014,          /**< a threshold tau is negative, infinite or NaN */
+    CLSA_ERR_INVALID_BLOCK_SIZE = -2015,   /**< a block size is not a power of two in [16, 128] */
+    CLSA_ERR_MASK_TOO_SMALL = -2016,       /**< a block-mask buffer is smaller than the plan's mask needs */
+    CLSA_ERR_INVALID_MASK = -2017,         /**< a block mask has an index out of range or unsorted */
+    CLSA_ERR_INVALID_METHOD = -2018,       /**< an unknown sparsity method */
+    CLSA_ERR_WRONG_PLAN = -2019,           /**< the call does not apply to this plan's method */
+    CLSA_ERR_DEVICE_UNSUPPORTED = -2020,   /**< the device lacks something the plan needs */
+    CLSA_ERR_INVALID_OPTION = -2021,       /**< a bad context option or environment value */
+    CLSA_ERR_INVALID_WAIT_LIST = -2022,    /**< num_wait and wait_list disagree */
+    CLSA_ERR_INVALID_TOKENS = -2023,       /**< sink or local token count is negative */
+} clsa_status;
+
+/** A short constant name for any status, clsa's or OpenCL's ("CLSA_ERR_HEAD_RATIO", "CL_INVALID_VALUE"). */
+const char *clsa_status_string(clsa_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Context                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct clsa_context clsa_context;
+
+/** Which family of kernels a context uses. */
+typedef enum clsa_kernel_style {
+    /** CPU devices get CLSA_STYLE_CPU, all others CLSA_STYLE_GPU; CLSA_KERNEL_STYLE overrides. */
+    CLSA_STYLE_AUTO = 0,
+    /** Explicit vector types and per-work-item register tiles, no local memory (PoCL, CPUs). */
+    CLSA_STYLE_CPU = 1,
+    /** Local-memory tiles shared by work-groups of 16 to 128 work-items (GPUs). */
+    CLSA_STYLE_GPU = 2,
+} clsa_kernel_style;
+
+/** Options for context creation. Zero-initialise, then set what you need; NULL means all defaults. */
+typedef struct clsa_context_options {
+    /** Kernel family; CLSA_STYLE_AUTO picks from the device type and CLSA_KERNEL_STYLE. */
+    clsa_kernel_style kernel_style;
+    /**
+     * Directory of the program binary cache. NULL uses CLSA_CACHE_DIR, and the cache is off when
+     * that is unset too. Entries are keyed by an XXH3-128 hash of the kernel source, build
+     * options, device name, driver, device and platform versions and the clsa version; they are
+     * written to a temporary file and renamed into place. A corrupt entry is rebuilt silently.
+     */
+    const char *cache_dir;
+} clsa_context_options;
+
+/**
+ * Makes a context on the caller's OpenCL context and device. Both are retained and released by
+ * clsa_context_release. Device capabilities are read once, here.
+ */
+clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
+                                const clsa_context_options *options, clsa_context **out);
+
+/**
+ * Makes a context on a device clsa picks: CLSA_DEVICE if set (an index over the devices of all
+ * platforms in enumeration order, or a case-sensitive substring of the device name), else the
+ * first GPU, else the first device. Returns CLSA_ERR_NO_DEVICE when there is none, and
+ * CLSA_ERR_INVALID_OPTION when CLSA_DEVICE matches nothing.
+ */
+clsa_status clsa_context_create_default(const clsa_context_options *options, clsa_context **out);
+
+/** Releases the context and what it retained. Plans made from it must be released first. NULL is a no-op. */
+void clsa_context_release(clsa_context *ctx);
+
+/** The last error message of this context ("" when none). Valid until the next call on the context. */
+const char *clsa_context_last_error(const clsa_context *ctx);
+
+/** The OpenCL context the clsa context runs on (not retained for the caller). */
+cl_context clsa_context_cl_context(const clsa_context *ctx);
+
+/** The OpenCL device the clsa context runs on (not retained for the caller). */
+cl_device_id clsa_context_device(const clsa_context *ctx);
+
+/** The kernel style this context resolved to: CLSA_STYLE_CPU or CLSA_STYLE_GPU. */
+clsa_kernel_style clsa_context_kernel_style(const clsa_context *ctx);
+
+/** The device name, as CL_DEVICE_NAME reports it. */
+const char *clsa_context_device_name(const clsa_context *ctx);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shapes                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Storage type of Q, K, V and O. Arithmetic is always f32. */
+typedef enum clsa_dtype {
+    CLSA_F32 = 0,
+    CLSA_F16 = 1,  /**< IEEE half, read with vload_half: cl_khr_fp16 is not needed */
+    CLSA_BF16 = 2, /**< the top 16 bits of an f32; stores round to nearest even */
+} clsa_dtype;
+
+/**
+ * Element strides of one tensor (in elements, not bytes). All three zero means contiguous
+ * [B, H, L, D]. Otherwise all three must be positive, and a tensor's rows must not overlap.
+ */
+typedef struct clsa_tensor_strides {
+    int64_t batch, head, token;
+} clsa_tensor_strides;
+
+/** Strides of a contiguous [B, L, H, D] tensor with `heads` heads of `head_dim` channels. */
+clsa_tensor_strides clsa_strides_blhd(int64_t len, int64_t heads, int64_t head_dim);
+
+/** Everything about the tensors of one attention call. */
+typedef struct clsa_shape {
+    int64_t batch;    /**< B >= 1 */
+    int64_t q_heads;  /**< Hq >= 1, a multiple of kv_heads */
+    int64_t kv_heads; /**< Hkv >= 1 */
+    int64_t q_len;    /**< Lq >= 1 */
+    int64_t kv_len;   /**< Lk >= 1 */
+    int64_t head_dim; /**< D, 1 to 256 */
+    clsa_dtype dtype; /**< storage of Q, K, V and O */
+    int causal;       /**< non-zero: query i sees keys j <= i + Lk - Lq */
+    float scale;      /**< softmax scale; 0 means 1/sqrt(head_dim) */
+    clsa_tensor_strides q_strides, k_strides, v_strides, o_strides; /**< zero: contiguous */
+} clsa_shape;
+
+/** A contiguous [B, H, L, D] shape with default scale, non-causal. Fill the rest as needed. */
+clsa_shape clsa_shape_make(int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t q_len,
+                           int64_t kv_len, int64_t head_dim, clsa_dtype dtype, int causal);
+
+/** Bytes of one element of dtype (0 for an unknown dtype). */
+size_t clsa_dtype_size(clsa_dtype dtype);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sparsity                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/** How a plan decides which (query block, key block) pairs to compute. */
+typedef enum clsa_method {
+    CLSA_METHOD_DENSE = 0, /**< every causally visible key: exact attention */
+    CLSA_METHOD_SALE = 1,  /**< int4 estimate + Relative Attention Score (arXiv 2505.24179) */
+    CLSA_METHOD_MASK = 2,  /**< a block mask given by the caller */
+} clsa_method;
+
+/** Sparsity settings of a plan. Fill with clsa_sparsity_init, then change what you need. */
+typedef struct clsa_sparsity {
+    clsa_method method;
+    /** Default threshold tau of every query head (SALE's README uses 0.004). tau <= 1e-5 means dense. */
+    float tau;
+    /** NULL, or q_heads thresholds that replace tau per query head; copied at plan creation. */
+    const float *tau_per_head;
+    int32_t sink_tokens;  /**< keys always kept at the start (default 32) */
+    int32_t local_tokens; /**< keys always kept just before each query (default 256) */
+    int32_t block_q;      /**< query rows per mask block, power of two 16..128 (default 64) */
+    int32_t block_k;      /**< keys per mask block, power of two 16..128 (default 32) */
+} clsa_sparsity;
+
+/** Defaults: the given method, tau 0.004, sink 32, local 256, blocks 64 x 32 (SALE's). */
+void clsa_sparsity_init(clsa_sparsity *sparsity, clsa_method method);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Plans                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct clsa_plan clsa_plan;
+
+/**
+ * Validates shape and sparsity (NULL sparsity means dense), compiles every kernel the plan
+ * needs and fixes its workspace size. The plan keeps a pointer to ctx, which must outlive it.
+ */
+clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape,
+                             const clsa_sparsity *sparsity, clsa_plan **out);
+
+/** Releases a plan and any workspace it allocated for itself. NULL is a no-op. */
+void clsa_plan_release(clsa_plan *plan);
+
+/** Bytes of device workspace the plan needs (always > 0). It grows as O(L*D + blocks), never L^2. */
+size_t clsa_plan_workspace_size(const clsa_plan *plan);
+
+/** The shape the plan was made for, with scale resolved (never 0). */
+const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Attention                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Enqueues attention O = softmax(scale * Q K^T [masked]) V on `queue`.
+ *
+ * q, k, v and o are the caller's buffers, laid out as the plan's shape says; their sizes are
+ * checked with CL_MEM_SIZE. workspace is a buffer of at least clsa_plan_workspace_size() bytes,
+ * or NULL to let the plan allocate (once) and keep its own. The call waits for the num_wait
+ * events of wait_list, and, when out_event is not NULL, returns an event that completes when O
+ * is written (release it with clReleaseEvent). Internal kernels are chained by events, so
+ * in-order and out-of-order queues both work. The call never blocks.
+ */
+clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
+                           cl_mem o, cl_mem workspace, cl_uint num_wait, const cl_event *wait_list,
+                           cl_event *out_event);
+
+/**
+ * The same as clsa_attention for host arrays: copies q, k and v in, runs, and copies o out,
+ * blocking until done. The arrays are laid out as the shape says, in the shape's dtype (f16 and
+ * bf16 as uint16_t bit patterns). queue may be NULL to use a queue made for this call.
+ */
+clsa_status clsa_attention_host(clsa_plan *plan, cl_command_queue queue, const void *q,
+                                const void *k, const void *v, void *o);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLSA_CLSA_H */

@@ -1,0 +1,147 @@
+/* Internal declarations shared by the host files of clsa. Not installed. */
+#ifndef CLSA_INTERNAL_H
+#define CLSA_INTERNAL_H
+
+#include "clsa/clsa.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define CLSA_ERROR_MAX 16384
+
+/* Device facts read once per context. */
+typedef struct clsa_device_caps {
+    char name[256];
+    char vendor[256];
+    char driver_version[256];
+    char device_version[256];
+    char platform_version[256];
+    char c_version[256];
+    cl_device_type type;
+    cl_ulong local_mem_size;
+    cl_ulong max_mem_alloc;
+    size_t max_work_group_size;
+    bool has_fp64;
+} clsa_device_caps;
+
+/* A program built for one (source, options) pair, kept by the context so plans share it. */
+typedef struct clsa_program_entry {
+    const char *source_name;
+    char *options;
+    cl_program program;
+    struct clsa_program_entry *next;
+} clsa_program_entry;
+
+struct clsa_context {
+    cl_context cl_ctx;
+    cl_device_id device;
+    cl_platform_id platform;
+    clsa_device_caps caps;
+    clsa_kernel_style style;
+    char *cache_dir; /* NULL when the binary cache is off */
+    clsa_program_entry *programs;
+    char last_error[CLSA_ERROR_MAX];
+};
+
+/* Sets ctx->last_error from a printf format and returns status, so callers can `return fail(...)`. */
+clsa_status clsa_fail(clsa_context *ctx, clsa_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void clsa_clear_error(clsa_context *ctx);
+
+/* Kernel sources embedded at build time (generated from cl/ by cl/embed_cl.py). */
+extern const char clsa_cl_common[];
+extern const char clsa_cl_kv_layout[];
+extern const char clsa_cl_attention[];
+
+/*
+ * Returns a built program for the common header + source under options, from the context's
+ * in-memory list, the binary cache or a fresh build, in that order. The context owns it.
+ */
+clsa_status clsa_program_get(clsa_context *ctx, const char *source_name, const char *source,
+                             const char *options, cl_program *out);
+void clsa_programs_release(clsa_context *ctx);
+
+/* Binary cache: load returns a built program or NULL (any failure means "not cached"). */
+cl_program clsa_cache_load(clsa_context *ctx, const char *source, const char *options);
+void clsa_cache_store(clsa_context *ctx, cl_program program, const char *source, const char *options);
+/* The path of the entry for (source, options); used by tests to corrupt it. Caller frees. */
+char *clsa_cache_entry_path(clsa_context *ctx, const char *source, const char *options);
+
+/* Checked 64-bit arithmetic: false on overflow. */
+bool clsa_mul_i64(int64_t a, int64_t b, int64_t *out);
+bool clsa_add_i64(int64_t a, int64_t b, int64_t *out);
+
+/* A tensor's resolved strides (never zero) and the elements its buffer must hold. */
+typedef struct clsa_tensor_layout {
+    int64_t batch, head, token;
+    int64_t heads, len;
+    int64_t elements; /* highest element offset + 1 */
+} clsa_tensor_layout;
+
+/* Validates a shape for a device and fills the resolved layouts. Sets the last error. */
+clsa_status clsa_shape_validate(clsa_context *ctx, const clsa_shape *shape,
+                                clsa_tensor_layout *q, clsa_tensor_layout *k,
+                                clsa_tensor_layout *v, clsa_tensor_layout *o);
+
+/* Checks that a buffer is non-NULL and holds at least `bytes`, else returns too_small. */
+clsa_status clsa_check_buffer(clsa_context *ctx, cl_mem buffer, size_t bytes, const char *name,
+                              clsa_status too_small);
+clsa_status clsa_check_wait_list(clsa_context *ctx, cl_uint num_wait, const cl_event *wait_list);
+
+/* Kernel-argument helper: sets args in order, stops at the first failure. */
+typedef struct clsa_args {
+    cl_kernel kernel;
+    cl_uint index;
+    cl_int err;
+} clsa_args;
+void clsa_arg(clsa_args *a, size_t size, const void *value);
+#define CLSA_ARG(a, v) clsa_arg((a), sizeof(v), &(v))
+
+/* Key-side padding of the workspace layouts: a multiple of the largest key block. */
+#define CLSA_KEY_PAD 128
+/* Channel padding of the prepared V rows: the CPU kernels read 16 channels at a time. */
+#define CLSA_CHANNEL_PAD 16
+
+int64_t clsa_round_up(int64_t x, int64_t m);
+
+/* The K/V layout stage (kv_layout.c): K^T and V as padded f32 in the workspace. */
+typedef struct clsa_kv_layout {
+    cl_kernel kernel;
+    int64_t kv_len_padded, head_dim_padded;
+    size_t kt_offset, v_offset, bytes; /* in the workspace */
+} clsa_kv_layout;
+clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, size_t workspace_offset,
+                                clsa_kv_layout *out);
+clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan *plan,
+                                   cl_command_queue queue, cl_mem k, cl_mem v, cl_mem workspace,
+                                   cl_uint num_wait, const cl_event *wait_list, cl_event *out);
+void clsa_kv_layout_release(clsa_kv_layout *layout);
+
+/* The attention stage (attention.c). */
+typedef struct clsa_attention_stage {
+    cl_kernel kernel;
+    clsa_kernel_style style;
+    size_t local_size, rows_per_group;
+} clsa_attention_stage;
+clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, const clsa_kv_layout *kv,
+                                clsa_attention_stage *out);
+clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa_plan *plan,
+                                   cl_command_queue queue, cl_mem q, cl_mem o, cl_mem workspace,
+                                   cl_uint num_wait, const cl_event *wait_list, cl_event *out);
+void clsa_attention_release(clsa_attention_stage *stage);
+
+struct clsa_plan {
+    clsa_context *ctx;
+    clsa_shape shape;
+    clsa_sparsity sparsity;
+    clsa_tensor_layout q, k, v, o;
+    clsa_kv_layout kv;
+    clsa_attention_stage attention;
+    size_t workspace_bytes;
+    cl_mem own_workspace; /* allocated on the first call with a NULL workspace */
+};
+
+/* The storage dtype as a -D value and the build options every kernel shares. */
+int clsa_format_options(char *buf, size_t size, const clsa_shape *shape, const char *extra);
+
+#endif

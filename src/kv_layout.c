@@ -1,0 +1,76 @@
+/* Host side of cl/kv_layout.cl: K^T and V as padded f32 in the workspace. */
+#include "internal.h"
+
+#include <stdio.h>
+
+clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, size_t workspace_offset,
+                                clsa_kv_layout *out)
+{
+    out->kv_len_padded = clsa_round_up(shape->kv_len, CLSA_KEY_PAD);
+    out->head_dim_padded = clsa_round_up(shape->head_dim, CLSA_CHANNEL_PAD);
+    int64_t heads = shape->batch * shape->kv_heads; /* fits: checked against 2^30 in validation */
+    int64_t kt_elems, v_elems, kt_bytes, v_bytes, end;
+    if (!clsa_mul_i64(heads * shape->head_dim, out->kv_len_padded, &kt_elems) ||
+        !clsa_mul_i64(heads * out->head_dim_padded, out->kv_len_padded, &v_elems) ||
+        !clsa_mul_i64(kt_elems, 4, &kt_bytes) || !clsa_mul_i64(v_elems, 4, &v_bytes) ||
+        !clsa_add_i64((int64_t)workspace_offset, kt_bytes, &end) || !clsa_add_i64(end, v_bytes, &end))
+        return clsa_fail(ctx, CLSA_ERR_SIZE_OVERFLOW, "the K/V workspace size overflows");
+    out->kt_offset = workspace_offset;
+    out->v_offset = workspace_offset + (size_t)kt_bytes;
+    out->bytes = (size_t)(kt_bytes + v_bytes);
+    if ((cl_ulong)kt_bytes > ctx->caps.max_mem_alloc || (cl_ulong)end > ctx->caps.max_mem_alloc)
+        return clsa_fail(ctx, CLSA_ERR_DEVICE_UNSUPPORTED,
+                         "the workspace needs %lld bytes but device \"%s\" allocates at most %llu per buffer",
+                         (long long)end, ctx->caps.name, (unsigned long long)ctx->caps.max_mem_alloc);
+    char options[512];
+    clsa_format_options(options, sizeof options, shape, "");
+    cl_program program;
+    clsa_status st = clsa_program_get(ctx, "kv_layout", clsa_cl_kv_layout, options, &program);
+    if (st)
+        return st;
+    cl_int err = CL_SUCCESS;
+    out->kernel = clCreateKernel(program, "kv_layout", &err);
+    if (err)
+        return clsa_fail(ctx, (clsa_status)err, "clCreateKernel(kv_layout)");
+    return CLSA_SUCCESS;
+}
+
+/* The workspace is passed whole with element offsets rather than as sub-buffers, which would
+   need CL_DEVICE_MEM_BASE_ADDR_ALIGN-aligned offsets. */
+clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan *plan,
+                                   cl_command_queue queue, cl_mem k, cl_mem v, cl_mem workspace,
+                                   cl_uint num_wait, const cl_event *wait_list, cl_event *out)
+{
+    const clsa_shape *s = &plan->shape;
+    clsa_args a = {layout->kernel, 0, CL_SUCCESS};
+    cl_int kv_heads = (cl_int)s->kv_heads, kv_len = (cl_int)s->kv_len, padded = (cl_int)layout->kv_len_padded;
+    cl_long ks[3] = {plan->k.batch, plan->k.head, plan->k.token};
+    cl_long vs[3] = {plan->v.batch, plan->v.head, plan->v.token};
+    CLSA_ARG(&a, k);
+    CLSA_ARG(&a, v);
+    cl_long kt_at = (cl_long)(layout->kt_offset / 4), v_at = (cl_long)(layout->v_offset / 4);
+    CLSA_ARG(&a, workspace);
+    CLSA_ARG(&a, kt_at);
+    CLSA_ARG(&a, v_at);
+    for (int i = 0; i < 3; ++i)
+        CLSA_ARG(&a, ks[i]);
+    for (int i = 0; i < 3; ++i)
+        CLSA_ARG(&a, vs[i]);
+    CLSA_ARG(&a, kv_heads);
+    CLSA_ARG(&a, kv_len);
+    CLSA_ARG(&a, padded);
+    if (a.err)
+        return clsa_fail(plan->ctx, (clsa_status)a.err, "setting kv_layout argument %u", a.index - 1);
+    size_t global[2] = {(size_t)layout->kv_len_padded, (size_t)(s->batch * s->kv_heads)};
+    cl_int err = clEnqueueNDRangeKernel(queue, layout->kernel, 2, NULL, global, NULL, num_wait, wait_list, out);
+    if (err)
+        return clsa_fail(plan->ctx, (clsa_status)err, "enqueueing kv_layout");
+    return CLSA_SUCCESS;
+}
+
+void clsa_kv_layout_release(clsa_kv_layout *layout)
+{
+    if (layout->kernel)
+        clReleaseKernel(layout->kernel);
+    layout->kernel = NULL;
+}

@@ -1,0 +1,161 @@
+/*
+ * Dense attention against the float64 reference over the issue's shape grid, in both kernel
+ * styles: lengths 1..2048, head_dim 1..256, GQA/MQA, batch, causal with q_len < kv_len and
+ * q_len > kv_len, strided [B,L,H,D] layouts and every storage dtype.
+ */
+#include "harness.h"
+
+#include <stdio.h>
+
+typedef struct dense_case {
+    int64_t batch, q_heads, kv_heads, q_len, kv_len, head_dim;
+    clsa_dtype dtype;
+    int causal;
+    int blhd; /* 1: Q, K, V and O in [B, L, H, D]; 2: the same with padded token rows */
+} dense_case;
+
+static void set_blhd(clsa_shape *s, int padded)
+{
+    const int64_t pad = padded ? 3 : 0;
+    s->q_strides = clsa_strides_blhd(s->q_len, s->q_heads, s->head_dim);
+    s->k_strides = clsa_strides_blhd(s->kv_len, s->kv_heads, s->head_dim);
+    s->v_strides = s->k_strides;
+    s->o_strides = s->q_strides;
+    if (pad) { /* rows of H*D + 3 elements: the gaps must stay untouched */
+        s->q_strides.token += pad;
+        s->q_strides.batch = s->q_strides.token * s->q_len;
+        s->o_strides = s->q_strides;
+        s->k_strides.token += pad;
+        s->k_strides.batch = s->k_strides.token * s->kv_len;
+        s->v_strides = s->k_strides;
+    }
+}
+
+static void run_cases(clsa_kernel_style style, const dense_case *cases, size_t n)
+{
+    clsa_context *ctx = harness_context(style);
+    for (size_t i = 0; i < n; ++i) {
+        const dense_case *c = &cases[i];
+        clsa_shape s = clsa_shape_make(c->batch, c->q_heads, c->kv_heads, c->q_len, c->kv_len, c->head_dim,
+                                       c->dtype, c->causal);
+        if (c->blhd)
+            set_blhd(&s, c->blhd == 2);
+        const double err = harness_dense_error(ctx, &s, i + 1000 * (uint64_t)style);
+        const double tol = harness_tolerance(c->dtype);
+        printf("# %s B%lld Hq%lld Hkv%lld Lq%lld Lk%lld D%lld %s %s%s: max rel err %.3g (tol %.3g)\n",
+               style == CLSA_STYLE_CPU ? "cpu" : "gpu", (long long)c->batch, (long long)c->q_heads,
+               (long long)c->kv_heads, (long long)c->q_len, (long long)c->kv_len, (long long)c->head_dim,
+               harness_dtype_name(c->dtype), c->causal ? "causal" : "full", c->blhd ? " blhd" : "", err, tol);
+        if (!(err <= tol)) {
+            print_error("case %zu failed with seed %llu\n", i, (unsigned long long)harness_seed);
+            fail();
+        }
+    }
+    clsa_context_release(ctx);
+}
+
+#define RUN(name, big, small)                                                                      \
+    static void name(void **state)                                                                 \
+    {                                                                                              \
+        clsa_kernel_style style = (clsa_kernel_style)(intptr_t)*state;                             \
+        if (harness_small)                                                                         \
+            run_cases(style, small, sizeof small / sizeof small[0]);                               \
+        else                                                                                       \
+            run_cases(style, big, sizeof big / sizeof big[0]);                                     \
+    }
+
+static const dense_case lengths[] = {
+    {1, 1, 1, 1, 1, 64, CLSA_F32, 0, 0},       {1, 1, 1, 1, 1, 64, CLSA_F32, 1, 0},
+    {1, 2, 2, 17, 17, 64, CLSA_F32, 1, 0},     {1, 2, 1, 64, 64, 64, CLSA_F32, 0, 0},
+    {1, 1, 1, 1000, 1000, 64, CLSA_F32, 1, 0}, {1, 1, 1, 2048, 2048, 64, CLSA_F32, 1, 0},
+    {1, 1, 1, 2048, 2048, 128, CLSA_F32, 0, 0},
+};
+static const dense_case lengths_small[] = {
+    {1, 1, 1, 1, 1, 16, CLSA_F32, 1, 0}, {1, 2, 2, 17, 17, 16, CLSA_F32, 1, 0}, {1, 1, 1, 64, 64, 16, CLSA_F32, 0, 0},
+};
+RUN(test_lengths, lengths, lengths_small)
+
+static const dense_case head_dims[] = {
+    {1, 2, 1, 100, 100, 1, CLSA_F32, 1, 0},   {1, 2, 1, 100, 100, 7, CLSA_F32, 0, 0},
+    {1, 2, 1, 100, 100, 64, CLSA_F32, 1, 0},  {1, 2, 1, 100, 100, 80, CLSA_F32, 1, 0},
+    {1, 2, 1, 100, 100, 128, CLSA_F32, 0, 0}, {1, 2, 1, 100, 100, 256, CLSA_F32, 1, 0},
+    {1, 1, 1, 1000, 1000, 80, CLSA_F32, 0, 0},
+};
+static const dense_case head_dims_small[] = {
+    {1, 1, 1, 9, 9, 1, CLSA_F32, 1, 0}, {1, 1, 1, 9, 9, 7, CLSA_F32, 0, 0}, {1, 1, 1, 9, 9, 80, CLSA_F32, 1, 0},
+    {1, 1, 1, 5, 5, 256, CLSA_F32, 1, 0},
+};
+RUN(test_head_dims, head_dims, head_dims_small)
+
+static const dense_case gqa[] = {
+    {2, 4, 4, 64, 64, 64, CLSA_F32, 1, 0},    {2, 4, 2, 64, 64, 64, CLSA_F32, 1, 0},
+    {2, 8, 2, 100, 100, 64, CLSA_F32, 0, 0},  {1, 8, 1, 100, 100, 128, CLSA_F32, 1, 0}, /* MQA */
+};
+static const dense_case gqa_small[] = {
+    {2, 4, 2, 9, 9, 8, CLSA_F32, 1, 0}, {1, 4, 1, 9, 9, 8, CLSA_F32, 0, 0},
+};
+RUN(test_gqa, gqa, gqa_small)
+
+static const dense_case misaligned[] = {
+    {1, 2, 1, 17, 64, 64, CLSA_F32, 1, 0},    {1, 1, 1, 100, 1000, 80, CLSA_F32, 1, 0},
+    {1, 2, 1, 64, 17, 64, CLSA_F32, 1, 0},    {1, 1, 1, 1000, 100, 64, CLSA_F32, 1, 0},
+    {1, 1, 1, 64, 17, 64, CLSA_F32, 0, 0},    {1, 1, 1, 17, 1000, 128, CLSA_F32, 0, 0},
+};
+static const dense_case misaligned_small[] = {
+    {1, 1, 1, 5, 19, 8, CLSA_F32, 1, 0}, {1, 1, 1, 19, 5, 8, CLSA_F32, 1, 0},
+};
+RUN(test_causal_misaligned, misaligned, misaligned_small)
+
+static const dense_case strided[] = {
+    {2, 4, 2, 100, 100, 64, CLSA_F32, 1, 1},  {2, 4, 2, 100, 120, 80, CLSA_F32, 1, 2},
+    {1, 2, 1, 64, 64, 128, CLSA_F16, 0, 2},   {1, 2, 2, 64, 64, 7, CLSA_BF16, 1, 1},
+};
+static const dense_case strided_small[] = {
+    {2, 2, 1, 9, 11, 8, CLSA_F32, 1, 2}, {1, 2, 2, 9, 9, 7, CLSA_F16, 0, 1},
+};
+RUN(test_strided, strided, strided_small)
+
+static const dense_case dtypes[] = {
+    {1, 2, 1, 1000, 1000, 80, CLSA_F16, 1, 0},  {1, 2, 1, 1000, 1000, 80, CLSA_BF16, 1, 0},
+    {1, 1, 1, 64, 64, 256, CLSA_F16, 0, 0},    {1, 1, 1, 64, 64, 256, CLSA_BF16, 0, 0},
+    {1, 1, 1, 17, 17, 7, CLSA_F16, 1, 0},      {1, 1, 1, 17, 17, 1, CLSA_BF16, 1, 0},
+};
+static const dense_case dtypes_small[] = {
+    {1, 1, 1, 9, 9, 7, CLSA_F16, 1, 0}, {1, 1, 1, 9, 9, 7, CLSA_BF16, 1, 0}, {1, 1, 1, 5, 5, 256, CLSA_BF16, 0, 0},
+};
+RUN(test_dtypes, dtypes, dtypes_small)
+
+/* The host call gives the same result as the reference, on host arrays. */
+static void test_host_call(void **state)
+{
+    clsa_context *ctx = harness_context((clsa_kernel_style)(intptr_t)*state);
+    clsa_shape s = clsa_shape_make(1, 2, 1, 33, 40, 16, CLSA_F32, 1);
+    harness_rng rng = harness_rng_make(77);
+    int64_t nq, nk, nv, no;
+    harness_tensor_elements(&s, &nq, &nk, &nv, &no);
+    float *q = harness_random_tensor(&rng, s.dtype, nq, 1.0), *k = harness_random_tensor(&rng, s.dtype, nk, 1.0);
+    float *v = harness_random_tensor(&rng, s.dtype, nv, 1.0), *o = harness_random_tensor(&rng, s.dtype, no, 1.0);
+    clsa_plan *plan = NULL;
+    assert_int_equal(clsa_plan_create(ctx, &s, NULL, &plan), CLSA_SUCCESS);
+    assert_int_equal(clsa_attention_host(plan, NULL, q, k, v, o), CLSA_SUCCESS);
+    double *want = malloc(sizeof(double) * (size_t)no);
+    ref_attention(&s, q, k, v, NULL, 0, 0, want);
+    assert_true(ref_max_rel_error(&s, o, want) <= 1e-5);
+    free(want);
+    free(q), free(k), free(v), free(o);
+    clsa_plan_release(plan);
+    clsa_context_release(ctx);
+}
+
+#define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
+                cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
+
+int main(void)
+{
+    harness_init("dense");
+    const struct CMUnitTest tests[] = {
+        BOTH(test_lengths), BOTH(test_head_dims), BOTH(test_gqa), BOTH(test_causal_misaligned),
+        BOTH(test_strided), BOTH(test_dtypes), BOTH(test_host_call),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
