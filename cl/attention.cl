@@ -47,20 +47,27 @@
 #define R ROWS_PER_ITEM
 #define NV (HEAD_DIM_PADDED / 16)
 
+/* Horizontal max and sum lane by lane. The shorter tree over .lo/.hi halves is what one would
+   write, but oclgrind 21.10's --uninitialized mis-tracks shuffles of 16-wide vectors (false
+   reports on the halves, and a crash in its plugin on the sum); scalar lanes cost little next
+   to the 16 x D fmas of each chunk. */
 static inline float hmax16(float16 x)
 {
-    float8 a = fmax(x.lo, x.hi);
-    float4 b = fmax(a.lo, a.hi);
-    float2 c = fmax(b.lo, b.hi);
-    return fmax(c.x, c.y);
+    const float a = fmax(fmax(x.s0, x.s1), fmax(x.s2, x.s3)), b = fmax(fmax(x.s4, x.s5), fmax(x.s6, x.s7));
+    const float c = fmax(fmax(x.s8, x.s9), fmax(x.sa, x.sb)), d = fmax(fmax(x.sc, x.sd), fmax(x.se, x.sf));
+    return fmax(fmax(a, b), fmax(c, d));
 }
 
 static inline float hsum16(float16 x)
 {
-    float8 a = x.lo + x.hi;
-    float4 b = a.lo + a.hi;
-    float2 c = b.lo + b.hi;
-    return c.x + c.y;
+    float t[16];
+    vstore16(x, 0, t);
+    float even = 0.0f, odd = 0.0f;
+    for (int i = 0; i < 16; i += 2) {
+        even += t[i];
+        odd += t[i + 1];
+    }
+    return even + odd;
 }
 
 __kernel void attention(ATTENTION_ARGS)
@@ -154,7 +161,9 @@ __kernel void attention(ATTENTION_ARGS)
             break;
         /* A row that saw no key has l == 0 and gets zeros, never NaN. */
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        const float *out = (const float *)acc[r];
+        float out[HEAD_DIM_PADDED];
+        for (int v = 0; v < NV; ++v)
+            vstore16(acc[r][v], v, out);
         const long oo = b * o_sb + h * o_sh + (long)row * o_st;
         for (int c = 0; c < HEAD_DIM; ++c)
             store_elem(o, oo + c, out[c] * inv);
