@@ -3,43 +3,88 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /*
- * Parameter table per kernel style. CPU: 8 query rows per work-item against 16-key float16
- * chunks is the 8 x 16 register tile that reached 82 GFLOP/s in POCL-NOTES.md's GEMM; local
- * size 8 is what that measurement used. GPU: one query row per work-item, 64 rows per group,
- * with the key tile shrunk for large head_dim so K and V tiles fit in 32 KiB of local memory.
+ * Parameter table per kernel style. CPU: 16 query rows per work-item against 16-key float16
+ * chunks (a 16 x 16 register tile: 16 accumulators + 1 load fit AVX-512's 32 registers), local
+ * size 4; on PoCL (2-core EPYC) this beat 8 rows and local sizes 1, 2, 8 and 16 at seq 4096,
+ * head_dim 128 (about 75 against 65 GFLOP/s; bench/RESULTS.md). GPU: one query row per
+ * work-item, 64 rows per group, with the key tile halved above head_dim 128 so the K and V
+ * tiles fit in 32 KiB of local memory.
  */
-enum { CPU_ROWS_PER_ITEM = 8, CPU_LOCAL_SIZE = 8, GPU_GROUP_SIZE = 64, GPU_KEY_TILE = 32 };
+typedef struct tuning {
+    int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile;
+} tuning;
+static const tuning default_tuning = {16, 4, 64, 32};
+
+/*
+ * CLSA_TUNE overrides the table for tuning runs, e.g. "cpu_rows=4,cpu_local=16,gpu_group=128,
+ * gpu_tile=16". Values must be powers of two: cpu_rows 1..16, cpu_local 1..256, gpu_group
+ * 16..256, gpu_tile 16..32.
+ */
+static clsa_status read_tuning(clsa_context *ctx, tuning *t)
+{
+    *t = default_tuning;
+    const char *env = getenv("CLSA_TUNE");
+    if (!env || !*env)
+        return CLSA_SUCCESS;
+    const struct { const char *key; int *field; int lo, hi; } keys[] = {
+        {"cpu_rows", &t->cpu_rows_per_item, 1, 16}, {"cpu_local", &t->cpu_local_size, 1, 256},
+        {"gpu_group", &t->gpu_group_size, 16, 256}, {"gpu_tile", &t->gpu_key_tile, 16, 32}};
+    for (const char *p = env; *p;) {
+        size_t len = strcspn(p, "=,");
+        char *end = NULL;
+        long value = p[len] == '=' ? strtol(p + len + 1, &end, 10) : 0;
+        bool known = false;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; ++i)
+            if (strlen(keys[i].key) == len && strncmp(p, keys[i].key, len) == 0 && end && end != p + len + 1 &&
+                (*end == ',' || *end == '\0') && value >= keys[i].lo && value <= keys[i].hi &&
+                (value & (value - 1)) == 0) {
+                *keys[i].field = (int)value;
+                known = true;
+            }
+        if (!known)
+            return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "CLSA_TUNE=\"%s\": cannot use \"%.*s\"", env,
+                             (int)strcspn(p, ","), p);
+        p = *end ? end + 1 : end;
+    }
+    return CLSA_SUCCESS;
+}
 
 clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, const clsa_kv_layout *kv,
                                 clsa_attention_stage *out)
 {
     (void)kv;
+    tuning t;
+    clsa_status st = read_tuning(ctx, &t);
+    if (st)
+        return st;
     char extra[256];
     out->style = ctx->style;
     if (ctx->style == CLSA_STYLE_CPU) {
-        out->rows_per_group = CPU_ROWS_PER_ITEM;
-        out->local_size = CPU_LOCAL_SIZE;
-        snprintf(extra, sizeof extra, "-DSPARSE=0 -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d", CPU_ROWS_PER_ITEM);
+        out->rows_per_group = (size_t)t.cpu_rows_per_item;
+        out->local_size = (size_t)t.cpu_local_size;
+        snprintf(extra, sizeof extra, "-DSPARSE=0 -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d", t.cpu_rows_per_item);
     } else {
-        const int key_tile = shape->head_dim > 128 ? GPU_KEY_TILE / 2 : GPU_KEY_TILE;
+        const int key_tile = shape->head_dim > 128 ? 16 : t.gpu_key_tile;
         size_t local_bytes = 2 * (size_t)key_tile * (size_t)shape->head_dim * sizeof(float);
-        if (local_bytes > ctx->caps.local_mem_size || GPU_GROUP_SIZE > ctx->caps.max_work_group_size)
+        if (local_bytes > ctx->caps.local_mem_size || (size_t)t.gpu_group_size > ctx->caps.max_work_group_size)
             return clsa_fail(ctx, CLSA_ERR_DEVICE_UNSUPPORTED,
                              "GPU-style attention at head_dim %lld needs %zu bytes of local memory and "
                              "work-groups of %d; device \"%s\" has %llu bytes and %zu",
-                             (long long)shape->head_dim, local_bytes, GPU_GROUP_SIZE, ctx->caps.name,
+                             (long long)shape->head_dim, local_bytes, t.gpu_group_size, ctx->caps.name,
                              (unsigned long long)ctx->caps.local_mem_size, ctx->caps.max_work_group_size);
-        out->rows_per_group = GPU_GROUP_SIZE;
-        out->local_size = GPU_GROUP_SIZE;
+        out->rows_per_group = (size_t)t.gpu_group_size;
+        out->local_size = (size_t)t.gpu_group_size;
         snprintf(extra, sizeof extra, "-DSPARSE=0 -DKERNEL_STYLE_GPU -DGROUP_SIZE=%d -DKEY_TILE=%d",
-                 GPU_GROUP_SIZE, key_tile);
+                 t.gpu_group_size, key_tile);
     }
     char options[512];
     clsa_format_options(options, sizeof options, shape, extra);
     cl_program program;
-    clsa_status st = clsa_program_get(ctx, "attention", clsa_cl_attention, options, &program);
+    st = clsa_program_get(ctx, "attention", clsa_cl_attention, options, &program);
     if (st)
         return st;
     cl_int err = CL_SUCCESS;

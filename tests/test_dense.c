@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef struct dense_case {
     int64_t batch, q_heads, kv_heads, q_len, kv_len, head_dim;
@@ -147,6 +148,23 @@ static void test_host_call(void **state)
     clsa_context_release(ctx);
 }
 
+/* Every tuning variant the CLSA_TUNE override can select gives exact results too. */
+static void test_tuning_variants(void **state)
+{
+    (void)state;
+    static const char *variants[] = {"cpu_rows=1,cpu_local=1", "cpu_rows=4,cpu_local=16", "cpu_rows=2",
+                                     "gpu_group=16,gpu_tile=16", "gpu_group=128", "gpu_group=32"};
+    static const dense_case cases[] = {
+        {1, 2, 1, 40, 45, 24, CLSA_F32, 1, 0}, {1, 1, 1, 19, 19, 7, CLSA_BF16, 0, 2},
+    };
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; ++i) {
+        setenv("CLSA_TUNE", variants[i], 1);
+        printf("# CLSA_TUNE=%s\n", variants[i]);
+        run_cases(variants[i][0] == 'c' ? CLSA_STYLE_CPU : CLSA_STYLE_GPU, cases, sizeof cases / sizeof cases[0]);
+    }
+    unsetenv("CLSA_TUNE");
+}
+
 #define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
                 cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
 
@@ -155,7 +173,7 @@ int main(void)
     harness_init("dense");
     const struct CMUnitTest tests[] = {
         BOTH(test_lengths), BOTH(test_head_dims), BOTH(test_gqa), BOTH(test_causal_misaligned),
-        BOTH(test_strided), BOTH(test_dtypes), BOTH(test_host_call),
+        BOTH(test_strided), BOTH(test_dtypes), BOTH(test_host_call), cmocka_unit_test(test_tuning_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Quick start 2: installs what is missing, builds clsa, and runs the whole test suite:
+#   1. every test on PoCL (the default device);
+#   2. the kernel tests at small shapes under oclgrind --data-races --uninitialized;
+#   3. every test again with AddressSanitizer and UndefinedBehaviorSanitizer on the host code.
+# With no OpenCL device the run fails; it never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+clinfo -l || true
+[ -f build/build.ninja ] || meson setup build --buildtype=release
+ninja -C build
+meson test -C build --print-errorlogs
+meson test -C build --setup oclgrind --suite kernels --print-errorlogs
+[ -f build-sanitize/build.ninja ] || meson setup build-sanitize -Db_sanitize=address,undefined -Dbuildtype=debug -Dbench=false
+ninja -C build-sanitize
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 meson test -C build-sanitize --print-errorlogs
+echo "clsa: all test stages passed"
