@@ -15,4 +15,15 @@ meson test -C build --setup oclgrind --suite kernels --print-errorlogs
 [ -f build-sanitize/build.ninja ] || meson setup build-sanitize -Db_sanitize=address,undefined -Dbuildtype=debug -Dbench=false
 ninja -C build-sanitize
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 meson test -C build-sanitize --print-errorlogs
-echo "clsa: all test stages passed"
+# One closing line over the three stages, counted from meson's JSON logs.
+python3 - build/meson-logs/testlog.json build/meson-logs/testlog-oclgrind.json build-sanitize/meson-logs/testlog.json <<'PY'
+import json, sys
+passed = failed = 0
+for path in sys.argv[1:]:
+    for line in open(path):
+        if line.strip():
+            ok = json.loads(line)["result"] in ("OK", "EXPECTEDFAIL")
+            passed, failed = passed + ok, failed + (not ok)
+print(f"clsa: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
