@@ -2,7 +2,7 @@
  * Attention stage: FlashAttention-2-style tiled attention with an online softmax and f32
  * accumulation, over every visible key (SPARSE == 0) or over the key blocks listed in a block
  * mask (SPARSE == 1, layout of DESIGN §6: per (batch, query head, query block) a count and that
- * many ascending key-block indices, rows padded to NUM_KEY_BLOCKS).
+ * many ascending key-block indices, rows padded to num_key_blocks).
  *
  * Inputs: Q in its storage dtype and strides; K^T and V prepared by kv_layout.cl.
  * Scores are computed in base 2: Q is pre-multiplied by scale * log2(e), so exp2 gives the
@@ -11,17 +11,22 @@
  * Defines: HEAD_DIM, CLSA_DTYPE, SPARSE, KERNEL_STYLE_CPU or KERNEL_STYLE_GPU, and
  *   CPU: ROWS_PER_ITEM (query rows per work-item)
  *   GPU: GROUP_SIZE (query rows per work-group, one per work-item), KEY_TILE (keys per tile)
- *   SPARSE: BLOCK_Q, BLOCK_K, NUM_KEY_BLOCKS
+ *   SPARSE: BLOCK_Q, BLOCK_K (a work-item's or work-group's rows lie in one query block)
  */
 
 #if SPARSE
-#define MASK_ARGS , __global const int *mask_counts, __global const int *mask_indices
-/* Visits the [start, end) key ranges of the listed blocks of mask row `mask_row`, cut at key_end. */
+#define MASK_ARGS                                                                                  \
+    , __global const int *mask_counts, long counts_at, __global const int *mask_indices,            \
+        long indices_at, int num_key_blocks
+/* Visits the [start, end) key ranges of the blocks listed in mask row `mask_row`, cut at key_end.
+   A count is clamped to [0, num_key_blocks] and an index outside [0, num_key_blocks) skipped, so
+   that even an unchecked mask (CLSA_MASK_TRUST) never makes the kernel read out of bounds. */
 #define FOR_EACH_KEY_RANGE(mask_row, key_end, start, end)                                          \
-    const int mask_count_ = mask_counts[mask_row];                                                 \
-    __global const int *mask_list_ = mask_indices + (long)(mask_row)*NUM_KEY_BLOCKS;               \
+    const int mask_count_ = clamp(mask_counts[counts_at + (mask_row)], 0, num_key_blocks);         \
+    __global const int *mask_list_ = mask_indices + indices_at + (long)(mask_row)*num_key_blocks;  \
     for (int mb_ = 0; mb_ < mask_count_; ++mb_)                                                    \
-        for (int start = mask_list_[mb_] * BLOCK_K, end = min(start + BLOCK_K, key_end), once_ = 1; \
+        for (int kb_ = mask_list_[mb_], once_ = kb_ >= 0 && kb_ < num_key_blocks,                  \
+                 start = once_ ? kb_ * BLOCK_K : 0, end = min(start + BLOCK_K, key_end);           \
              once_; once_ = 0)
 #else
 #define MASK_ARGS

@@ -3,13 +3,13 @@
  * storage dtype and strides, so the attention kernels read one fixed layout:
  *   kt: [B*Hkv][HEAD_DIM][kv_len_padded]      (keys contiguous: a float16 load is 16 keys)
  *   vw: [B*Hkv][kv_len_padded][HEAD_DIM_PADDED] (channels contiguous: a float16 is 16 channels)
- * Both live in the workspace at element offsets kt_at and v_at.
+ * Both live in the workspace at element offsets kt_at and v_at. with_v = 0 lays out K alone.
  * Tokens past kv_len and channels past HEAD_DIM are written as zero, so tiles may read them.
  * Global size: (kv_len_padded, B*Hkv).
  */
 __kernel void kv_layout(__global const STORAGE *k, __global const STORAGE *v, __global float *workspace,
                         long kt_at, long v_at, long k_sb, long k_sh, long k_st, long v_sb, long v_sh,
-                        long v_st, int kv_heads, int kv_len, int kv_len_padded)
+                        long v_st, int kv_heads, int kv_len, int kv_len_padded, int with_v)
 {
     __global float *kt = workspace + kt_at;
     __global float *vw = workspace + v_at;
@@ -23,16 +23,16 @@ __kernel void kv_layout(__global const STORAGE *k, __global const STORAGE *v, __
     if (j < kv_len) {
         const long ko = b * k_sb + h * k_sh + j * k_st;
         const long vo = b * v_sb + h * v_sh + j * v_st;
-        for (int c = 0; c < HEAD_DIM; ++c) {
+        for (int c = 0; c < HEAD_DIM; ++c)
             kcol[(long)c * kv_len_padded] = load_elem(k, ko + c);
+        for (int c = 0; with_v && c < HEAD_DIM; ++c)
             vrow[c] = load_elem(v, vo + c);
-        }
     } else {
-        for (int c = 0; c < HEAD_DIM; ++c) {
+        for (int c = 0; c < HEAD_DIM; ++c)
             kcol[(long)c * kv_len_padded] = 0.0f;
+        for (int c = 0; with_v && c < HEAD_DIM; ++c)
             vrow[c] = 0.0f;
-        }
     }
-    for (int c = HEAD_DIM; c < HEAD_DIM_PADDED; ++c)
+    for (int c = HEAD_DIM; with_v && c < HEAD_DIM_PADDED; ++c)
         vrow[c] = 0.0f;
 }

@@ -53,20 +53,32 @@ static clsa_status read_tuning(clsa_context *ctx, tuning *t)
     return CLSA_SUCCESS;
 }
 
-clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, const clsa_kv_layout *kv,
+clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
                                 clsa_attention_stage *out)
 {
-    (void)kv;
     tuning t;
     clsa_status st = read_tuning(ctx, &t);
     if (st)
         return st;
+    /* A sparse kernel's work-item (CPU) or work-group (GPU) must lie in one query block, and a
+       GPU key tile in one key block: both block sizes are powers of two >= 16. */
+    char sparse[96] = "-DSPARSE=0";
+    out->sparse = sparsity != NULL;
+    if (sparsity) {
+        snprintf(sparse, sizeof sparse, "-DSPARSE=1 -DBLOCK_Q=%d -DBLOCK_K=%d", sparsity->block_q, sparsity->block_k);
+        if (t.cpu_rows_per_item > sparsity->block_q)
+            t.cpu_rows_per_item = sparsity->block_q;
+        if (t.gpu_group_size > sparsity->block_q)
+            t.gpu_group_size = sparsity->block_q;
+        if (t.gpu_key_tile > sparsity->block_k)
+            t.gpu_key_tile = sparsity->block_k;
+    }
     char extra[256];
     out->style = ctx->style;
     if (ctx->style == CLSA_STYLE_CPU) {
         out->rows_per_group = (size_t)t.cpu_rows_per_item;
         out->local_size = (size_t)t.cpu_local_size;
-        snprintf(extra, sizeof extra, "-DSPARSE=0 -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d", t.cpu_rows_per_item);
+        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d", sparse, t.cpu_rows_per_item);
     } else {
         const int key_tile = shape->head_dim > 128 ? 16 : t.gpu_key_tile;
         size_t local_bytes = 2 * (size_t)key_tile * (size_t)shape->head_dim * sizeof(float);
@@ -78,7 +90,7 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
                              (unsigned long long)ctx->caps.local_mem_size, ctx->caps.max_work_group_size);
         out->rows_per_group = (size_t)t.gpu_group_size;
         out->local_size = (size_t)t.gpu_group_size;
-        snprintf(extra, sizeof extra, "-DSPARSE=0 -DKERNEL_STYLE_GPU -DGROUP_SIZE=%d -DKEY_TILE=%d",
+        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_GPU -DGROUP_SIZE=%d -DKEY_TILE=%d", sparse,
                  t.gpu_group_size, key_tile);
     }
     char options[512];
@@ -96,7 +108,8 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
 
 clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa_plan *plan,
                                    cl_command_queue queue, cl_mem q, cl_mem o, cl_mem workspace,
-                                   cl_uint num_wait, const cl_event *wait_list, cl_event *out)
+                                   const clsa_block_mask *mask, cl_uint num_wait, const cl_event *wait_list,
+                                   cl_event *out)
 {
     const clsa_shape *s = &plan->shape;
     const double log2e = 1.4426950408889634;
@@ -124,6 +137,15 @@ clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa
     CLSA_ARG(&a, padded);
     CLSA_ARG(&a, causal);
     CLSA_ARG(&a, scale_log2e);
+    if (stage->sparse) {
+        cl_long counts_at = (cl_long)(mask->counts_offset / 4), indices_at = (cl_long)(mask->indices_offset / 4);
+        cl_int nkb = (cl_int)plan->mask.num_k_blocks;
+        CLSA_ARG(&a, mask->counts);
+        CLSA_ARG(&a, counts_at);
+        CLSA_ARG(&a, mask->indices);
+        CLSA_ARG(&a, indices_at);
+        CLSA_ARG(&a, nkb);
+    }
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting attention argument %u", a.index - 1);
     size_t row_groups = (size_t)((s->q_len + (int64_t)stage->rows_per_group - 1) / (int64_t)stage->rows_per_group);
@@ -131,10 +153,7 @@ clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa
     size_t global[2] = {(size_t)clsa_round_up((int64_t)items, (int64_t)stage->local_size),
                         (size_t)(s->batch * s->q_heads)};
     size_t local[2] = {stage->local_size, 1};
-    cl_int err = clEnqueueNDRangeKernel(queue, stage->kernel, 2, NULL, global, local, num_wait, wait_list, out);
-    if (err)
-        return clsa_fail(plan->ctx, (clsa_status)err, "enqueueing attention");
-    return CLSA_SUCCESS;
+    return clsa_enqueue(plan, queue, stage->kernel, "attention", global, local, num_wait, wait_list, out);
 }
 
 void clsa_attention_release(clsa_attention_stage *stage)

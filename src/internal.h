@@ -52,6 +52,8 @@ void clsa_clear_error(clsa_context *ctx);
 extern const char clsa_cl_common[];
 extern const char clsa_cl_kv_layout[];
 extern const char clsa_cl_attention[];
+extern const char clsa_cl_quantize[];
+extern const char clsa_cl_estimate[];
 
 /*
  * Returns a built program for the common header + source under options, from the context's
@@ -112,31 +114,73 @@ typedef struct clsa_kv_layout {
 } clsa_kv_layout;
 clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, size_t workspace_offset,
                                 clsa_kv_layout *out);
+/* v may be NULL to lay out K alone (the exact-score estimator needs K^T before V is given). */
 clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan *plan,
                                    cl_command_queue queue, cl_mem k, cl_mem v, cl_mem workspace,
                                    cl_uint num_wait, const cl_event *wait_list, cl_event *out);
 void clsa_kv_layout_release(clsa_kv_layout *layout);
 
-/* The attention stage (attention.c). */
+/* Enqueues one kernel of a plan; on failure sets the last error naming the kernel. */
+clsa_status clsa_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_kernel kernel, const char *name,
+                         const size_t global[2], const size_t *local, cl_uint num_wait,
+                         const cl_event *wait_list, cl_event *out);
+
+/* The attention stage (attention.c). sparsity is NULL for a dense plan. */
 typedef struct clsa_attention_stage {
     cl_kernel kernel;
     clsa_kernel_style style;
     size_t local_size, rows_per_group;
+    bool sparse;
 } clsa_attention_stage;
-clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, const clsa_kv_layout *kv,
+clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
                                 clsa_attention_stage *out);
+/* mask is NULL for a dense plan. */
 clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa_plan *plan,
                                    cl_command_queue queue, cl_mem q, cl_mem o, cl_mem workspace,
-                                   cl_uint num_wait, const cl_event *wait_list, cl_event *out);
+                                   const clsa_block_mask *mask, cl_uint num_wait, const cl_event *wait_list,
+                                   cl_event *out);
 void clsa_attention_release(clsa_attention_stage *stage);
+
+/* The quantization stage (quantize.c). */
+typedef struct clsa_quantize_stage {
+    cl_kernel token_mean, quantize_q, quantize_k;
+} clsa_quantize_stage;
+clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_quantize_stage *out);
+clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                  cl_mem workspace, cl_uint num_wait, const cl_event *wait_list, cl_event *out);
+void clsa_quantize_release(clsa_quantize_stage *stage);
+
+/* The estimation stage (estimate.c). */
+typedef struct clsa_estimate_stage {
+    cl_kernel row_threshold, estimate_mask;
+} clsa_estimate_stage;
+clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
+                               clsa_estimate_stage *out);
+clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                  cl_mem workspace, const clsa_block_mask *mask, cl_uint num_wait,
+                                  const cl_event *wait_list, cl_event *out);
+void clsa_estimate_release(clsa_estimate_stage *stage);
+
+/* Block masks on the host (mask.c). */
+clsa_status clsa_mask_check_host(clsa_context *ctx, const int32_t *counts, const int32_t *indices, int64_t rows,
+                                 int64_t num_k_blocks);
+/* Causally valid key blocks of query block qb (every block when not causal). */
+int64_t clsa_valid_key_blocks(const clsa_shape *shape, const clsa_mask_geometry *mask, int64_t qb);
 
 struct clsa_plan {
     clsa_context *ctx;
     clsa_shape shape;
-    clsa_sparsity sparsity;
+    clsa_sparsity sparsity; /* tau_per_head points at tau below, or is NULL */
+    float *tau;             /* q_heads thresholds, resolved from the settings */
     clsa_tensor_layout q, k, v, o;
     clsa_kv_layout kv;
     clsa_attention_stage attention;
+    clsa_quantize_stage quantize; /* SALE plans */
+    clsa_estimate_stage estimate; /* SALE and SALE_EXACT plans */
+    clsa_quant_layout quant;      /* SALE and SALE_EXACT plans */
+    clsa_mask_geometry mask;      /* sparse plans */
+    size_t mask_counts_at, mask_indices_at; /* the workspace's own mask, bytes */
+    cl_mem head_log2_tau;         /* f32 [q_heads]: log2(tau), -inf for a dense head */
     size_t workspace_bytes;
     cl_mem own_workspace; /* allocated on the first call with a NULL workspace */
 };

@@ -46,8 +46,10 @@ clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan
     cl_int kv_heads = (cl_int)s->kv_heads, kv_len = (cl_int)s->kv_len, padded = (cl_int)layout->kv_len_padded;
     cl_long ks[3] = {plan->k.batch, plan->k.head, plan->k.token};
     cl_long vs[3] = {plan->v.batch, plan->v.head, plan->v.token};
+    cl_int with_v = v != NULL;
+    cl_mem v_arg = with_v ? v : k; /* without V, any valid buffer: the kernel does not touch it */
     CLSA_ARG(&a, k);
-    CLSA_ARG(&a, v);
+    CLSA_ARG(&a, v_arg);
     cl_long kt_at = (cl_long)(layout->kt_offset / 4), v_at = (cl_long)(layout->v_offset / 4);
     CLSA_ARG(&a, workspace);
     CLSA_ARG(&a, kt_at);
@@ -59,13 +61,11 @@ clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan
     CLSA_ARG(&a, kv_heads);
     CLSA_ARG(&a, kv_len);
     CLSA_ARG(&a, padded);
+    CLSA_ARG(&a, with_v);
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting kv_layout argument %u", a.index - 1);
     size_t global[2] = {(size_t)layout->kv_len_padded, (size_t)(s->batch * s->kv_heads)};
-    cl_int err = clEnqueueNDRangeKernel(queue, layout->kernel, 2, NULL, global, NULL, num_wait, wait_list, out);
-    if (err)
-        return clsa_fail(plan->ctx, (clsa_status)err, "enqueueing kv_layout");
-    return CLSA_SUCCESS;
+    return clsa_enqueue(plan, queue, layout->kernel, "kv_layout", global, NULL, num_wait, wait_list, out);
 }
 
 void clsa_kv_layout_release(clsa_kv_layout *layout)

@@ -110,6 +110,7 @@ typedef enum clsa_status {
     CLSA_ERR_INVALID_OPTION = -2021,       /**< a bad context option or environment value */
     CLSA_ERR_INVALID_WAIT_LIST = -2022,    /**< num_wait and wait_list disagree */
     CLSA_ERR_INVALID_TOKENS = -2023,       /**< sink or local token count is negative */
+    CLSA_ERR_INVALID_MASK_COUNT = -2024,   /**< a block-mask count is negative or above the key blocks */
 } clsa_status;
 
 /** A short constant name for any status, clsa's or OpenCL's ("CLSA_ERR_HEAD_RATIO", "CL_INVALID_VALUE"). */
@@ -228,10 +229,33 @@ size_t clsa_dtype_size(clsa_dtype dtype);
 typedef enum clsa_method {
     CLSA_METHOD_DENSE = 0, /**< every causally visible key: exact attention */
     CLSA_METHOD_SALE = 1,  /**< int4 estimate + Relative Attention Score (arXiv 2505.24179) */
-    CLSA_METHOD_MASK = 2,  /**< a block mask given by the caller */
+    CLSA_METHOD_MASK = 2,  /**< a block mask given by the caller (clsa_attention_masked) */
+    /**
+     * The SALE rule on exact f32 scores instead of the int4 estimate: the quality ceiling of the
+     * rule (the "oracle" of clsa-bench). As costly as dense attention; for evaluation only.
+     */
+    CLSA_METHOD_SALE_EXACT = 3,
 } clsa_method;
 
-/** Sparsity settings of a plan. Fill with clsa_sparsity_init, then change what you need. */
+/**
+ * Sparsity settings of a plan. Fill with clsa_sparsity_init, then change what you need.
+ *
+ * The SALE rule (arXiv 2505.24179), per query head h with threshold tau_h:
+ *   1. Q and K are smoothed by their per-head token means (Q' = Q - mean_q, K' = K - mean_k) and
+ *      quantized to symmetric int4 in [-7, 7] with ONE SCALE PER TOKEN (scale = max|x'| / 7).
+ *      A per-token scale factors out of the integer dot product, so the estimate needs one
+ *      multiply per element; it is the finest grouping that allows that (SALE's groups of
+ *      several tokens follow its GPU's int4 MMA layout, which OpenCL does not expose).
+ *   2. The estimate of a score is S~[i,j] = scale * (sum_c qcode[i,c] kcode[j,c] * s_q(i) s_k(j)
+ *      + mean_q . K'_j); the sum is integer arithmetic, the per-key correction is f32.
+ *   3. For each row, m~ and l~ are the exact max and sum of exp over the row's sink keys (the
+ *      first sink_tokens keys) and local keys (the local_tokens keys ending at the row's diagonal
+ *      key i + Lk - Lq when causal; centred on it when not causal), in f32.
+ *   4. A (query block, key block) pair is kept iff some element has S~ >= m~ + ln(tau_h * l~).
+ *      Blocks holding sink, local or diagonal keys of any of the block's rows are always kept;
+ *      causal blocks with no visible key are never kept. tau_h <= 1e-5 keeps every visible
+ *      block (a dense head).
+ */
 typedef struct clsa_sparsity {
     clsa_method method;
     /** Default threshold tau of every query head (SALE's README uses 0.004). tau <= 1e-5 means dense. */
@@ -239,7 +263,7 @@ typedef struct clsa_sparsity {
     /** NULL, or q_heads thresholds that replace tau per query head; copied at plan creation. */
     const float *tau_per_head;
     int32_t sink_tokens;  /**< keys always kept at the start (default 32) */
-    int32_t local_tokens; /**< keys always kept just before each query (default 256) */
+    int32_t local_tokens; /**< keys always kept around each query's diagonal (default 256) */
     int32_t block_q;      /**< query rows per mask block, power of two 16..128 (default 64) */
     int32_t block_k;      /**< keys per mask block, power of two 16..128 (default 32) */
 } clsa_sparsity;
@@ -287,6 +311,12 @@ clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl
                            cl_mem o, cl_mem workspace, cl_uint num_wait, const cl_event *wait_list,
                            cl_event *out_event);
 
+/*
+ * For CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT plans, clsa_attention runs the whole pipeline:
+ * clsa_quantize, clsa_estimate_mask (into the workspace) and clsa_attention_masked, chained by
+ * events. CLSA_METHOD_MASK plans need clsa_attention_masked (CLSA_ERR_WRONG_PLAN here).
+ */
+
 /**
  * The same as clsa_attention for host arrays: copies q, k and v in, runs, and copies o out,
  * blocking until done. The arrays are laid out as the shape says, in the shape's dtype (f16 and
@@ -294,6 +324,125 @@ clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl
  */
 clsa_status clsa_attention_host(clsa_plan *plan, cl_command_queue queue, const void *q,
                                 const void *k, const void *v, void *o);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Block masks and the stages of the sparse pipeline                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * A block mask on the device, in the layout of PyTorch FlexAttention's kv_num_blocks and
+ * kv_indices. For each mask row r = (b * q_heads + h) * num_q_blocks + qb:
+ *   counts[r]                       int32, the number of kept key blocks (0..num_k_blocks);
+ *   indices[r * num_k_blocks + n]   int32, for n < counts[r]: kept key-block indices, ascending.
+ * Entries of a row past its count are ignored. Query block qb covers rows [qb*block_q,
+ * (qb+1)*block_q); key block kb covers keys [kb*block_k, (kb+1)*block_k).
+ * Both arrays may live in one buffer (as in the workspace) or two; offsets are in bytes and
+ * must be multiples of 4.
+ */
+typedef struct clsa_block_mask {
+    cl_mem counts;
+    size_t counts_offset;
+    cl_mem indices;
+    size_t indices_offset;
+} clsa_block_mask;
+
+/** Geometry of a plan's block mask. */
+typedef struct clsa_mask_geometry {
+    int64_t rows;         /**< batch * q_heads * num_q_blocks */
+    int64_t num_q_blocks; /**< ceil(q_len / block_q) */
+    int64_t num_k_blocks; /**< ceil(kv_len / block_k) */
+    int32_t block_q, block_k;
+    size_t counts_bytes;  /**< 4 * rows */
+    size_t indices_bytes; /**< 4 * rows * num_k_blocks */
+} clsa_mask_geometry;
+
+/** The mask geometry of a sparse plan (CLSA_ERR_WRONG_PLAN for a dense plan). */
+clsa_status clsa_plan_mask_geometry(const clsa_plan *plan, clsa_mask_geometry *out);
+
+/** The block mask that lives inside a workspace of this plan (where clsa_estimate_mask writes). */
+clsa_status clsa_plan_workspace_mask(const clsa_plan *plan, cl_mem workspace, clsa_block_mask *out);
+
+/** Byte offsets of the SALE buffers inside a workspace, and their padded sizes. */
+typedef struct clsa_quant_layout {
+    int64_t head_dim_even;   /**< head_dim rounded up to even: two codes per byte */
+    int64_t kv_len_padded;   /**< kv_len rounded up to a multiple of 128 */
+    size_t q_mean, k_mean;   /**< f32 [B*Hq][head_dim], f32 [B*Hkv][head_dim] */
+    size_t q_codes, q_scales; /**< bytes [B*Hq][q_len][head_dim_even/2], f32 [B*Hq][q_len] */
+    size_t k_codes, k_scales; /**< bytes [B*Hkv][head_dim_even/2][kv_len_padded], f32 [B*Hkv][kv_len_padded] */
+    size_t k_correction;     /**< f32 [B*Hq][kv_len_padded]: mean_q . K'_j of each query head */
+    size_t row_threshold;    /**< f32 [B*Hq][q_len]: m~ + log2(tau l~) in log2 units (scale*log2e*score) */
+} clsa_quant_layout;
+
+/** Where a SALE plan keeps its buffers in the workspace (CLSA_ERR_WRONG_PLAN for other plans). */
+clsa_status clsa_plan_quant_layout(const clsa_plan *plan, clsa_quant_layout *out);
+
+/**
+ * Stage 1 of SALE (CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT plans): token means, int4 codes,
+ * per-token scales and the per-key corrections of q and k, into the workspace (not NULL here).
+ * Workspace layout of the codes (for inspection; see clsa_plan_quant_layout):
+ *   q codes: [B*Hq][q_len][head_dim_even / 2] bytes, row-major;
+ *   k codes: [B*Hkv][head_dim_even / 2][kv_len_padded] bytes (transposed: consecutive keys);
+ *   byte = (code[c] & 0xF) | (code[c+1] << 4), codes two's-complement int4 in [-7, 7];
+ *   scales: f32 per token; k correction: f32 [B*Hq][kv_len_padded] (0 past kv_len).
+ */
+clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
+                          cl_uint num_wait, const cl_event *wait_list, cl_event *out_event);
+
+/**
+ * Stage 2 of SALE: exact sink/local statistics per row, then the block decisions, written as a
+ * block mask to `mask` (NULL: the workspace's own mask). Needs clsa_quantize's output in the
+ * same workspace. No host round trip.
+ */
+clsa_status clsa_estimate_mask(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
+                               const clsa_block_mask *mask, cl_uint num_wait, const cl_event *wait_list,
+                               cl_event *out_event);
+
+/** How clsa_attention_masked treats a mask it is given. */
+typedef enum clsa_mask_check {
+    /**
+     * Read the mask back and check it before enqueueing anything: every count in
+     * [0, num_k_blocks], every index in [0, num_k_blocks) and strictly ascending. This BLOCKS:
+     * it waits for wait_list, copies counts_bytes + indices_bytes to the host and scans them,
+     * O(number of blocks). A bad mask gives CLSA_ERR_INVALID_MASK_COUNT or CLSA_ERR_INVALID_MASK
+     * and nothing is written.
+     */
+    CLSA_MASK_CHECK = 0,
+    /**
+     * Trust the mask; nothing blocks. The kernel still never reads outside its buffers: counts are
+     * clamped to [0, num_k_blocks] and out-of-range indices skipped. Unsorted or repeated indices
+     * then give wrong results (a repeated block counts twice).
+     */
+    CLSA_MASK_TRUST = 1,
+} clsa_mask_check;
+
+/**
+ * Stage 3: block-sparse attention over the key blocks listed in `mask` (NULL: the workspace's
+ * own mask), with causal masking inside blocks. A row with no kept key gives zeros. Works on
+ * plans of every sparse method (CLSA_METHOD_MASK, SALE, SALE_EXACT).
+ */
+clsa_status clsa_attention_masked(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
+                                  cl_mem o, cl_mem workspace, const clsa_block_mask *mask,
+                                  clsa_mask_check check, cl_uint num_wait, const cl_event *wait_list,
+                                  cl_event *out_event);
+
+/**
+ * Reads the counts of a mask (blocking; NULL mask: the workspace's) and writes per query head the
+ * density: kept blocks / causally valid blocks, summed over batch and query blocks.
+ * density has q_heads entries.
+ */
+clsa_status clsa_mask_density(clsa_plan *plan, cl_command_queue queue, cl_mem workspace,
+                              const clsa_block_mask *mask, double *density);
+
+/**
+ * Host conversions between a dense bitmap (uint8 [rows][num_k_blocks], non-zero = kept) and the
+ * count + index-list layout (int32 counts[rows], int32 indices[rows][num_k_blocks]).
+ * clsa_mask_from_bitmap writes ascending indices and zero-fills each row's unused tail.
+ * clsa_mask_to_bitmap checks the lists (CLSA_ERR_INVALID_MASK_COUNT, CLSA_ERR_INVALID_MASK).
+ */
+clsa_status clsa_mask_from_bitmap(const uint8_t *bitmap, int64_t rows, int64_t num_k_blocks, int32_t *counts,
+                                  int32_t *indices);
+clsa_status clsa_mask_to_bitmap(const int32_t *counts, const int32_t *indices, int64_t rows,
+                                int64_t num_k_blocks, uint8_t *bitmap);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,123 @@
+/* Host side of cl/estimate.cl: per-row thresholds, then the block mask. */
+#include "internal.h"
+
+#include <stdio.h>
+
+clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sp,
+                               clsa_estimate_stage *out)
+{
+    char extra[128], options[512];
+    snprintf(extra, sizeof extra, "-DBLOCK_Q=%d -DBLOCK_K=%d -DEXACT=%d", sp->block_q, sp->block_k,
+             sp->method == CLSA_METHOD_SALE_EXACT ? 1 : 0);
+    clsa_format_options(options, sizeof options, shape, extra);
+    cl_program program;
+    clsa_status st = clsa_program_get(ctx, "estimate", clsa_cl_estimate, options, &program);
+    if (st)
+        return st;
+    cl_int err = CL_SUCCESS;
+    out->row_threshold = clCreateKernel(program, "row_threshold", &err);
+    if (!err)
+        out->estimate_mask = clCreateKernel(program, "estimate_mask", &err);
+    if (err)
+        return clsa_fail(ctx, (clsa_status)err, "clCreateKernel(estimate)");
+    return CLSA_SUCCESS;
+}
+
+clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                  cl_mem workspace, const clsa_block_mask *mask, cl_uint num_wait,
+                                  const cl_event *wait_list, cl_event *out)
+{
+    const clsa_shape *s = &plan->shape;
+    const clsa_sparsity *sp = &plan->sparsity;
+    const clsa_quant_layout *L = &plan->quant;
+    const clsa_estimate_stage *stage = &plan->estimate;
+    cl_long qs[3] = {plan->q.batch, plan->q.head, plan->q.token};
+    cl_long ks[3] = {plan->k.batch, plan->k.head, plan->k.token};
+    cl_int q_heads = (cl_int)s->q_heads, group = (cl_int)(s->q_heads / s->kv_heads);
+    cl_int q_len = (cl_int)s->q_len, kv_len = (cl_int)s->kv_len, causal = s->causal ? 1 : 0;
+    cl_int sink = sp->sink_tokens, local = sp->local_tokens, padded = (cl_int)L->kv_len_padded;
+    cl_int nkb = (cl_int)plan->mask.num_k_blocks;
+    cl_float scale_log2e = (cl_float)(s->scale * 1.4426950408889634);
+    cl_long thr = (cl_long)L->row_threshold;
+
+    clsa_args a = {stage->row_threshold, 0, CL_SUCCESS};
+    CLSA_ARG(&a, q);
+    for (int i = 0; i < 3; ++i)
+        CLSA_ARG(&a, qs[i]);
+    CLSA_ARG(&a, k);
+    for (int i = 0; i < 3; ++i)
+        CLSA_ARG(&a, ks[i]);
+    CLSA_ARG(&a, q_heads);
+    CLSA_ARG(&a, group);
+    CLSA_ARG(&a, q_len);
+    CLSA_ARG(&a, kv_len);
+    CLSA_ARG(&a, causal);
+    CLSA_ARG(&a, scale_log2e);
+    CLSA_ARG(&a, sink);
+    CLSA_ARG(&a, local);
+    CLSA_ARG(&a, plan->head_log2_tau);
+    CLSA_ARG(&a, workspace);
+    CLSA_ARG(&a, thr);
+    if (a.err)
+        return clsa_fail(plan->ctx, (clsa_status)a.err, "setting row_threshold argument %u", a.index - 1);
+    size_t global[2] = {(size_t)((s->q_len + 15) / 16), (size_t)(s->batch * s->q_heads)};
+    cl_event thr_done = NULL;
+    clsa_status st = clsa_enqueue(plan, queue, stage->row_threshold, "row_threshold", global, NULL, num_wait,
+                                  wait_list, &thr_done);
+    if (st)
+        return st;
+
+    cl_long q_codes = (cl_long)L->q_codes, q_scales = (cl_long)L->q_scales, k_codes = (cl_long)L->k_codes;
+    cl_long k_scales = (cl_long)L->k_scales, corr = (cl_long)L->k_correction;
+    cl_long counts_at = (cl_long)(mask->counts_offset / 4), indices_at = (cl_long)(mask->indices_offset / 4);
+    cl_long kt_at = (cl_long)(plan->kv.kt_offset / 4);
+    a = (clsa_args){stage->estimate_mask, 0, CL_SUCCESS};
+    CLSA_ARG(&a, q_heads);
+    CLSA_ARG(&a, group);
+    CLSA_ARG(&a, q_len);
+    CLSA_ARG(&a, kv_len);
+    CLSA_ARG(&a, padded);
+    CLSA_ARG(&a, causal);
+    CLSA_ARG(&a, scale_log2e);
+    CLSA_ARG(&a, sink);
+    CLSA_ARG(&a, local);
+    CLSA_ARG(&a, nkb);
+    CLSA_ARG(&a, plan->head_log2_tau);
+    CLSA_ARG(&a, workspace);
+    CLSA_ARG(&a, q_codes);
+    CLSA_ARG(&a, q_scales);
+    CLSA_ARG(&a, k_codes);
+    CLSA_ARG(&a, k_scales);
+    CLSA_ARG(&a, corr);
+    CLSA_ARG(&a, thr);
+    CLSA_ARG(&a, mask->counts);
+    CLSA_ARG(&a, counts_at);
+    CLSA_ARG(&a, mask->indices);
+    CLSA_ARG(&a, indices_at);
+    if (plan->sparsity.method == CLSA_METHOD_SALE_EXACT) {
+        /* The oracle scores Q against the f32 K^T that the K/V layout stage wrote. */
+        CLSA_ARG(&a, q);
+        for (int i = 0; i < 3; ++i)
+            CLSA_ARG(&a, qs[i]);
+        CLSA_ARG(&a, workspace);
+        CLSA_ARG(&a, kt_at);
+    }
+    if (a.err) {
+        clReleaseEvent(thr_done);
+        return clsa_fail(plan->ctx, (clsa_status)a.err, "setting estimate_mask argument %u", a.index - 1);
+    }
+    size_t global2[2] = {(size_t)plan->mask.num_q_blocks, (size_t)(s->batch * s->q_heads)};
+    size_t local2[2] = {1, 1};
+    st = clsa_enqueue(plan, queue, stage->estimate_mask, "estimate_mask", global2, local2, 1, &thr_done, out);
+    clReleaseEvent(thr_done);
+    return st;
+}
+
+void clsa_estimate_release(clsa_estimate_stage *stage)
+{
+    if (stage->row_threshold)
+        clReleaseKernel(stage->row_threshold);
+    if (stage->estimate_mask)
+        clReleaseKernel(stage->estimate_mask);
+    stage->row_threshold = stage->estimate_mask = NULL;
+}

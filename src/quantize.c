@@ -1,0 +1,118 @@
+/* Host side of cl/quantize.cl: token means, int4 codes and scales, per-key corrections. */
+#include "internal.h"
+
+#include <stdio.h>
+
+clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_quantize_stage *out)
+{
+    char options[512];
+    clsa_format_options(options, sizeof options, shape, "");
+    cl_program program;
+    clsa_status st = clsa_program_get(ctx, "quantize", clsa_cl_quantize, options, &program);
+    if (st)
+        return st;
+    const char *names[3] = {"token_mean", "quantize_q", "quantize_k"};
+    cl_kernel *kernels[3] = {&out->token_mean, &out->quantize_q, &out->quantize_k};
+    for (int i = 0; i < 3; ++i) {
+        cl_int err = CL_SUCCESS;
+        *kernels[i] = clCreateKernel(program, names[i], &err);
+        if (err)
+            return clsa_fail(ctx, (clsa_status)err, "clCreateKernel(%s)", names[i]);
+    }
+    return CLSA_SUCCESS;
+}
+
+static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, cl_mem workspace, cl_mem x,
+                                const clsa_tensor_layout *t, size_t mean_at, cl_uint num_wait,
+                                const cl_event *wait_list, cl_event *out)
+{
+    const clsa_quantize_stage *stage = &plan->quantize;
+    cl_long s[3] = {t->batch, t->head, t->token}, at = (cl_long)mean_at;
+    cl_int heads = (cl_int)t->heads, len = (cl_int)t->len;
+    clsa_args a = {stage->token_mean, 0, CL_SUCCESS};
+    CLSA_ARG(&a, x);
+    for (int i = 0; i < 3; ++i)
+        CLSA_ARG(&a, s[i]);
+    CLSA_ARG(&a, heads);
+    CLSA_ARG(&a, len);
+    CLSA_ARG(&a, workspace);
+    CLSA_ARG(&a, at);
+    if (a.err)
+        return clsa_fail(plan->ctx, (clsa_status)a.err, "setting token_mean argument %u", a.index - 1);
+    size_t global[2] = {(size_t)plan->shape.head_dim, (size_t)(plan->shape.batch * t->heads)};
+    return clsa_enqueue(plan, queue, stage->token_mean, "token_mean", global, NULL, num_wait, wait_list, out);
+}
+
+clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
+                                  cl_mem workspace, cl_uint num_wait, const cl_event *wait_list, cl_event *out)
+{
+    const clsa_shape *s = &plan->shape;
+    const clsa_quant_layout *L = &plan->quant;
+    const clsa_quantize_stage *stage = &plan->quantize;
+    cl_event means[2] = {NULL, NULL}, q_done = NULL;
+    clsa_status st = enqueue_mean(plan, queue, workspace, q, &plan->q, L->q_mean, num_wait, wait_list, &means[0]);
+    if (!st)
+        st = enqueue_mean(plan, queue, workspace, k, &plan->k, L->k_mean, num_wait, wait_list, &means[1]);
+
+    cl_long qs[3] = {plan->q.batch, plan->q.head, plan->q.token};
+    cl_long ks[3] = {plan->k.batch, plan->k.head, plan->k.token};
+    cl_int q_heads = (cl_int)s->q_heads, q_len = (cl_int)s->q_len, kv_heads = (cl_int)s->kv_heads;
+    cl_int group = (cl_int)(s->q_heads / s->kv_heads), kv_len = (cl_int)s->kv_len;
+    cl_int padded = (cl_int)L->kv_len_padded;
+    cl_long q_mean = (cl_long)L->q_mean, k_mean = (cl_long)L->k_mean, q_codes = (cl_long)L->q_codes;
+    cl_long q_scales = (cl_long)L->q_scales, k_codes = (cl_long)L->k_codes, k_scales = (cl_long)L->k_scales;
+    cl_long corr = (cl_long)L->k_correction;
+    if (!st) {
+        clsa_args a = {stage->quantize_q, 0, CL_SUCCESS};
+        CLSA_ARG(&a, q);
+        for (int i = 0; i < 3; ++i)
+            CLSA_ARG(&a, qs[i]);
+        CLSA_ARG(&a, q_heads);
+        CLSA_ARG(&a, q_len);
+        CLSA_ARG(&a, workspace);
+        CLSA_ARG(&a, q_mean);
+        CLSA_ARG(&a, q_codes);
+        CLSA_ARG(&a, q_scales);
+        size_t global[2] = {(size_t)s->q_len, (size_t)(s->batch * s->q_heads)};
+        st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting quantize_q argument %u", a.index - 1)
+                   : clsa_enqueue(plan, queue, stage->quantize_q, "quantize_q", global, NULL, 1, &means[0], &q_done);
+    }
+    if (!st) {
+        /* quantize_k needs both means (its corrections use mean_q), and runs after quantize_q so
+           that the returned event covers the whole stage. */
+        cl_event deps[3] = {means[0], means[1], q_done};
+        clsa_args a = {stage->quantize_k, 0, CL_SUCCESS};
+        CLSA_ARG(&a, k);
+        for (int i = 0; i < 3; ++i)
+            CLSA_ARG(&a, ks[i]);
+        CLSA_ARG(&a, kv_heads);
+        CLSA_ARG(&a, group);
+        CLSA_ARG(&a, kv_len);
+        CLSA_ARG(&a, padded);
+        CLSA_ARG(&a, workspace);
+        CLSA_ARG(&a, q_mean);
+        CLSA_ARG(&a, k_mean);
+        CLSA_ARG(&a, k_codes);
+        CLSA_ARG(&a, k_scales);
+        CLSA_ARG(&a, corr);
+        size_t global[2] = {(size_t)L->kv_len_padded, (size_t)(s->batch * s->kv_heads)};
+        st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting quantize_k argument %u", a.index - 1)
+                   : clsa_enqueue(plan, queue, stage->quantize_k, "quantize_k", global, NULL, 3, deps, out);
+    }
+    for (int i = 0; i < 2; ++i)
+        if (means[i])
+            clReleaseEvent(means[i]);
+    if (q_done)
+        clReleaseEvent(q_done);
+    return st;
+}
+
+void clsa_quantize_release(clsa_quantize_stage *stage)
+{
+    cl_kernel *all[3] = {&stage->token_mean, &stage->quantize_q, &stage->quantize_k};
+    for (int i = 0; i < 3; ++i)
+        if (*all[i]) {
+            clReleaseKernel(*all[i]);
+            *all[i] = NULL;
+        }
+}
