@@ -198,3 +198,100 @@ double ref_attention_flops(const clsa_shape *s)
     }
     return 4.0 * (double)s->head_dim * pairs * (double)(s->batch * s->q_heads);
 }
+
+static double head_log2_tau(const ref_sale *p, int64_t h) { return p->tau[h] <= 1e-5f ? -INFINITY : log2((double)p->tau[h]); }
+
+double ref_exact_score(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    const ref_exact_scores *e = ctx;
+    const clsa_shape *s = e->shape;
+    const ref_strides qs = ref_resolve(s->q_strides, s->q_heads, s->q_len, s->head_dim);
+    const ref_strides ks = ref_resolve(s->k_strides, s->kv_heads, s->kv_len, s->head_dim);
+    const int64_t hk = h / (s->q_heads / s->kv_heads);
+    const double scale = s->scale > 0 ? s->scale : 1.0 / sqrt((double)s->head_dim);
+    double dot = 0.0;
+    for (int64_t c = 0; c < s->head_dim; ++c)
+        dot += ref_load(e->q, s->dtype, b * qs.batch + h * qs.head + i * qs.token + c) *
+               ref_load(e->k, s->dtype, b * ks.batch + hk * ks.head + j * ks.token + c);
+    return dot * scale * 1.4426950408889634;
+}
+
+/* The local keys of a row: ending at its diagonal when causal, centred on it otherwise. */
+static int64_t local_first(int64_t diag, int64_t local, int causal) { return causal ? diag - local + 1 : diag - local / 2; }
+static int64_t local_last(int64_t diag, int64_t local, int causal) { return causal ? diag : diag + local - local / 2 - 1; }
+
+void ref_sale_thresholds(const clsa_shape *s, const void *q, const void *k, const ref_sale *p, double *thr)
+{
+    ref_exact_scores e = {s, q, k};
+    for (int64_t b = 0; b < s->batch; ++b)
+        for (int64_t h = 0; h < s->q_heads; ++h)
+            for (int64_t i = 0; i < s->q_len; ++i) {
+                const int64_t diag = i + s->kv_len - s->q_len, limit = last_visible(s, i);
+                const int64_t sink_end = p->sink < s->kv_len ? p->sink : s->kv_len;
+                int64_t lo = local_first(diag, p->local, s->causal), hi = local_last(diag, p->local, s->causal);
+                if (lo < sink_end)
+                    lo = sink_end; /* sink keys are counted once */
+                if (hi > limit)
+                    hi = limit;
+                double m = -INFINITY, l = 0.0;
+                for (int pass = 0; pass < 2; ++pass) {
+                    const int64_t first = pass ? lo : 0, last = pass ? hi : (sink_end - 1 < limit ? sink_end - 1 : limit);
+                    for (int64_t j = first < 0 ? 0 : first; j <= last; ++j) {
+                        const double t = ref_exact_score(&e, b, h, i, j);
+                        if (t > m) {
+                            l = l * exp2(m - t) + 1.0;
+                            m = t;
+                        } else {
+                            l += exp2(t - m);
+                        }
+                    }
+                }
+                const double lt = head_log2_tau(p, h);
+                thr[(b * s->q_heads + h) * s->q_len + i] = l > 0 ? (lt == -INFINITY ? -INFINITY : m + log2(l) + lt) : INFINITY;
+            }
+}
+
+void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, ref_score_fn score, void *ctx,
+                   uint8_t *keep, double *margin)
+{
+    const int64_t nqb = (s->q_len + p->block_q - 1) / p->block_q, nkb = (s->kv_len + p->block_k - 1) / p->block_k;
+    for (int64_t b = 0; b < s->batch; ++b)
+        for (int64_t h = 0; h < s->q_heads; ++h)
+            for (int64_t qb = 0; qb < nqb; ++qb) {
+                const int64_t row = (b * s->q_heads + h) * nqb + qb;
+                const int64_t r0 = qb * p->block_q, r1 = (r0 + p->block_q < s->q_len ? r0 + p->block_q : s->q_len) - 1;
+                const int64_t d0 = r0 + s->kv_len - s->q_len, d1 = r1 + s->kv_len - s->q_len;
+                const int64_t last = last_visible(s, r1);
+                const int64_t sink_end = p->sink < s->kv_len ? p->sink : s->kv_len;
+                int64_t f0 = local_first(d0, p->local, s->causal), f1 = local_last(d1, p->local, s->causal);
+                f0 = f0 < d0 ? f0 : d0;
+                f1 = f1 > d1 ? f1 : d1;
+                f0 = f0 < 0 ? 0 : f0;
+                f1 = f1 < last ? f1 : last;
+                const bool dense = head_log2_tau(p, h) == -INFINITY;
+                for (int64_t kb = 0; kb < nkb; ++kb) {
+                    const int64_t k0 = kb * p->block_k, k1 = k0 + p->block_k - 1;
+                    uint8_t *out = &keep[row * nkb + kb];
+                    double best = -INFINITY;
+                    if (last < 0 || k0 > last) {
+                        *out = 0;
+                    } else if (dense || k0 < sink_end || (k1 >= f0 && k0 <= f1)) {
+                        *out = 1;
+                        best = INFINITY;
+                    } else {
+                        for (int64_t i = r0; i <= r1; ++i) {
+                            const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
+                            const int64_t lim = last_visible(s, i);
+                            for (int64_t j = k0; j <= k1 && j <= lim; ++j) {
+                                const double m = score(ctx, b, h, i, j) - t_i;
+                                if (m > best)
+                                    best = m;
+                            }
+                        }
+                        *out = best >= 0.0;
+                    }
+                    if (margin)
+                        margin[row * nkb + kb] = best;
+                }
+            }
+}

@@ -6,26 +6,38 @@
  * Defines: HEAD_DIM, CLSA_DTYPE, BLOCK_Q, BLOCK_K, EXACT (1: exact f32 scores, the oracle).
  */
 #define CODE_BYTES ((HEAD_DIM + 1) / 2)
+#define NUM_GROUPS ((HEAD_DIM + QUANT_GROUP - 1) / QUANT_GROUP)
 #define EST_ROWS 16 /* query rows of one register tile; BLOCK_Q is a multiple */
 
 static inline __global float *ws_f32(__global uchar *ws, long at) { return (__global float *)(ws + at); }
 
 /* The local keys of a row end at its diagonal key d = i + kv_len - q_len when causal, and are
    centred on it otherwise: [d - local/2, d + local - local/2 - 1]. */
-static inline int local_first(int diag, int local, int causal) { return causal ? diag - local + 1 : diag - local / 2; }
-static inline int local_last(int diag, int local, int causal) { return causal ? diag : diag + local - local / 2 - 1; }
+static inline int local_first(int diag, int local_keys, int causal)
+{
+    return causal ? diag - local_keys + 1 : diag - local_keys / 2;
+}
+static inline int local_last(int diag, int local_keys, int causal)
+{
+    return causal ? diag : diag + local_keys - local_keys / 2 - 1;
+}
 
 /*
  * Per query row: m2 = max and l = sum of exp2(t - m2) over the row's sink and local keys, both
  * exact in f32, and the threshold m2 + log2(tau_h * l). The 16 rows of a work-item are the 16
  * lanes of the vectors; each key's row is loaded once and broadcast over them.
  * A dense head (log2_tau = -inf) gets -inf; a row that sees no key gets +inf.
+ * With k_mean_at >= 0 (SALE), the threshold is moved into the frame of the estimate: the int4
+ * estimate scores the mean-smoothed keys K' = K - mean_k, which lowers every score of row i by
+ * q_i . mean_k; that exact row term is subtracted from the threshold. (The softmax ignores a
+ * per-row shift, but the comparison with exact statistics does not.)
  * Global size: (ceil(q_len / 16), B*Hq).
  */
 __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, long q_st,
                             __global const STORAGE *k, long k_sb, long k_sh, long k_st, int q_heads,
                             int group, int q_len, int kv_len, int causal, float scale_log2e, int sink,
-                            int local, __global const float *head_log2_tau, __global uchar *ws, long thr_at)
+                            int local_keys, __global const float *head_log2_tau, __global uchar *ws, long thr_at,
+                            long k_mean_at)
 {
     const int row0 = get_global_id(0) * 16, bh = get_global_id(1);
     if (row0 >= q_len)
@@ -35,8 +47,8 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     const int16 row = (int16)(row0) + lane;
     const int16 diag = row + (int16)(kv_len - q_len);
     const int16 limit = causal ? min(diag, (int16)(kv_len - 1)) : (int16)(kv_len - 1);
-    const int16 lo = max(diag - (int16)(causal ? local - 1 : local / 2), (int16)(0));
-    const int16 hi = min(diag + (int16)(causal ? 0 : local - local / 2 - 1), limit);
+    const int16 lo = max(diag - (int16)(causal ? local_keys - 1 : local_keys / 2), (int16)(0));
+    const int16 hi = min(diag + (int16)(causal ? 0 : local_keys - local_keys / 2 - 1), limit);
 
     float qt[HEAD_DIM][16]; /* Q transposed: qt[c][r] is channel c of row row0 + r */
     for (int r = 0; r < 16; ++r) {
@@ -47,8 +59,8 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     const int sink_end = min(sink, kv_len);
     const int last_row = min(row0 + 15, q_len - 1);
     const int first_diag = row0 + kv_len - q_len, last_diag = last_row + kv_len - q_len;
-    const int span_first = max(local_first(first_diag, local, causal), sink_end);
-    const int span_last = min(local_last(last_diag, local, causal), kv_len - 1);
+    const int span_first = max(local_first(first_diag, local_keys, causal), sink_end);
+    const int span_last = min(local_last(last_diag, local_keys, causal), kv_len - 1);
 
     float16 m = (float16)(-INFINITY), l = (float16)(0.0f);
     const long kbase = b * k_sb + hk * k_sh;
@@ -69,12 +81,19 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
             m = m_new;
         }
     }
+    float16 shift = (float16)(0.0f);
+    if (k_mean_at >= 0) {
+        __global const float *kmean = ws_f32(ws, k_mean_at) + ((long)b * (q_heads / group) + hk) * HEAD_DIM;
+        for (int c = 0; c < HEAD_DIM; ++c)
+            shift = fma(vload16(0, qt[c]), (float16)(kmean[c]), shift);
+    }
     const float log2_tau = head_log2_tau[h];
-    float thr[16], ms[16], ls[16];
+    float thr[16], ms[16], ls[16], shifts[16];
     vstore16(m, 0, ms);
     vstore16(l, 0, ls);
+    vstore16(shift, 0, shifts);
     for (int r = 0; r < 16; ++r)
-        thr[r] = ls[r] > 0.0f ? (log2_tau == -INFINITY ? -INFINITY : ms[r] + log2(ls[r]) + log2_tau) : INFINITY;
+        thr[r] = ls[r] > 0.0f ? (log2_tau == -INFINITY ? -INFINITY : ms[r] + log2(ls[r]) + log2_tau - shifts[r]) : INFINITY;
     __global float *out = ws_f32(ws, thr_at) + (long)bh * q_len;
     for (int r = 0; r < 16 && row0 + r < q_len; ++r)
         out[row0 + r] = thr[r];
@@ -93,7 +112,7 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
  * its first passing element. Global size: (num_q_blocks, B*Hq), local size 1.
  */
 __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,
-                            float scale_log2e, int sink, int local, int num_key_blocks,
+                            float scale_log2e, int sink, int local_keys, int num_key_blocks,
                             __global const float *head_log2_tau, __global uchar *ws, long q_codes_at,
                             long q_scales_at, long k_codes_at, long k_scales_at, long corr_at, long thr_at,
                             __global int *mask_counts, long counts_at, __global int *mask_indices,
@@ -112,8 +131,8 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     const int kb_end = last_visible < 0 ? 0 : last_visible / BLOCK_K + 1;
     const int sink_end = min(sink, kv_len);
     /* Local keys of every row, and the diagonal keys even when local is 0. */
-    const int forced_first = max(min(local_first(diag_first, local, causal), diag_first), 0);
-    const int forced_last = min(max(local_last(diag_last, local, causal), diag_last), last_visible);
+    const int forced_first = max(min(local_first(diag_first, local_keys, causal), diag_first), 0);
+    const int forced_last = min(max(local_last(diag_last, local_keys, causal), diag_last), last_visible);
     const bool dense_head = head_log2_tau[h] == -INFINITY;
 
     /* Per-row data of the whole query block, loaded once. */
@@ -129,11 +148,12 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     __global const float *ktb = kt + kt_at + bhk * HEAD_DIM * kv_len_padded;
 #else
     char qc[BLOCK_Q][CODE_BYTES * 2];
-    float qscale[BLOCK_Q];
+    float qscale[BLOCK_Q][NUM_GROUPS];
     __global const uchar *qcodes = ws + q_codes_at + (long)bh * q_len * CODE_BYTES;
     for (int r = 0; r < BLOCK_Q; ++r) {
         const int row = row_first + r;
-        qscale[r] = row < q_len ? ws_f32(ws, q_scales_at)[(long)bh * q_len + row] : 0.0f;
+        for (int gr = 0; gr < NUM_GROUPS; ++gr)
+            qscale[r][gr] = row < q_len ? ws_f32(ws, q_scales_at)[((long)bh * q_len + row) * NUM_GROUPS + gr] : 0.0f;
         for (int p = 0; p < CODE_BYTES; ++p) {
             const char byte = row < q_len ? as_char(qcodes[(long)row * CODE_BYTES + p]) : 0;
             qc[r][2 * p] = (char)(byte << 4) >> 4; /* sign-extend the low nibble */
@@ -141,7 +161,7 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
         }
     }
     __global const uchar *kcodes = ws + k_codes_at + bhk * CODE_BYTES * kv_len_padded;
-    __global const float *kscale = ws_f32(ws, k_scales_at) + bhk * kv_len_padded;
+    __global const float *kscale = ws_f32(ws, k_scales_at) + bhk * NUM_GROUPS * kv_len_padded;
     __global const float *corr = ws_f32(ws, corr_at) + (long)bh * kv_len_padded;
 #endif
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -169,25 +189,34 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
                         acc[r] = fma((float16)(qrow[r][c]), kv, acc[r]);
                 }
 #else
-                short16 acc[EST_ROWS];
+                /* Per channel group an exact int16 sum (|sum| <= 49 * 16), scaled by the group's
+                   query and key scales into the f32 estimate, which starts at the correction. */
+                const float16 cj = vload16(0, corr + j0);
+                float16 est[EST_ROWS];
                 for (int r = 0; r < EST_ROWS; ++r)
-                    acc[r] = (short16)(0);
-                /* |sum| <= 49 * 256 = 12544: int16 accumulation is exact for head_dim <= 256. */
-                for (int p = 0; p < CODE_BYTES; ++p) {
-                    const uchar16 packed = vload16(0, kcodes + (long)p * kv_len_padded + j0);
-                    const short16 klo = convert_short16(as_char16(packed << (uchar16)(4)) >> (char16)(4));
-                    const short16 khi = convert_short16(as_char16(packed) >> (char16)(4));
+                    est[r] = cj;
+                for (int gr = 0; gr < NUM_GROUPS; ++gr) {
+                    short16 acc[EST_ROWS];
                     for (int r = 0; r < EST_ROWS; ++r)
-                        acc[r] += (short)qc[g + r][2 * p] * klo + (short)qc[g + r][2 * p + 1] * khi;
+                        acc[r] = (short16)(0);
+                    for (int p = gr * QUANT_GROUP / 2; p < min((gr + 1) * QUANT_GROUP / 2, CODE_BYTES); ++p) {
+                        const uchar16 packed = vload16(0, kcodes + (long)p * kv_len_padded + j0);
+                        const short16 klo = convert_short16(as_char16(packed << (uchar16)(4)) >> (char16)(4));
+                        const short16 khi = convert_short16(as_char16(packed) >> (char16)(4));
+                        for (int r = 0; r < EST_ROWS; ++r)
+                            acc[r] += (short)qc[g + r][2 * p] * klo + (short)qc[g + r][2 * p + 1] * khi;
+                    }
+                    const float16 ks = vload16(0, kscale + (long)gr * kv_len_padded + j0);
+                    for (int r = 0; r < EST_ROWS; ++r)
+                        est[r] = fma(convert_float16(acc[r]) * qscale[g + r][gr], ks, est[r]);
                 }
-                const float16 ks = vload16(0, kscale + j0), cj = vload16(0, corr + j0);
 #endif
                 const int16 key = (int16)(j0) + lane;
                 for (int r = 0; r < EST_ROWS; ++r) {
 #if EXACT
                     const float16 t = acc[r] * scale_log2e;
 #else
-                    const float16 t = fma(convert_float16(acc[r]) * qscale[g + r], ks, cj) * scale_log2e;
+                    const float16 t = est[r] * scale_log2e;
 #endif
                     keep = keep || any(t >= (float16)(thr[g + r]) && key <= (int16)(limit[g + r]));
                 }

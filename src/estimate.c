@@ -58,6 +58,8 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     CLSA_ARG(&a, plan->head_log2_tau);
     CLSA_ARG(&a, workspace);
     CLSA_ARG(&a, thr);
+    cl_long k_mean = plan->sparsity.method == CLSA_METHOD_SALE ? (cl_long)L->k_mean : -1; /* exact scores need no shift */
+    CLSA_ARG(&a, k_mean);
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting row_threshold argument %u", a.index - 1);
     size_t global[2] = {(size_t)((s->q_len + 15) / 16), (size_t)(s->batch * s->q_heads)};

@@ -99,6 +99,9 @@ typedef struct clsa_args {
 void clsa_arg(clsa_args *a, size_t size, const void *value);
 #define CLSA_ARG(a, v) clsa_arg((a), sizeof(v), &(v))
 
+/* Channels that share one int4 scale (passed to the kernels as -DQUANT_GROUP; even, so the two
+   channels of a code byte share a scale). */
+#define CLSA_QUANT_GROUP 16
 /* Key-side padding of the workspace layouts: a multiple of the largest key block. */
 #define CLSA_KEY_PAD 128
 /* Channel padding of the prepared V rows: the CPU kernels read 16 channels at a time. */

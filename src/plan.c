@@ -77,11 +77,13 @@ static clsa_status lay_out_workspace(clsa_plan *plan)
         L->head_dim_even = clsa_round_up(s->head_dim, 2);
         L->kv_len_padded = plan->kv.kv_len_padded;
         const int64_t code_bytes = L->head_dim_even / 2;
+        L->group_channels = CLSA_QUANT_GROUP;
+        L->groups = (s->head_dim + CLSA_QUANT_GROUP - 1) / CLSA_QUANT_GROUP;
         ok = region(&L->q_mean, &offset, bq, s->head_dim, 1, 4) && region(&L->k_mean, &offset, bk, s->head_dim, 1, 4) &&
              region(&L->q_codes, &offset, bq, s->q_len, code_bytes, 1) &&
-             region(&L->q_scales, &offset, bq, s->q_len, 1, 4) &&
+             region(&L->q_scales, &offset, bq, s->q_len, L->groups, 4) &&
              region(&L->k_codes, &offset, bk, code_bytes, L->kv_len_padded, 1) &&
-             region(&L->k_scales, &offset, bk, L->kv_len_padded, 1, 4) &&
+             region(&L->k_scales, &offset, bk, L->groups, L->kv_len_padded, 4) &&
              region(&L->k_correction, &offset, bq, L->kv_len_padded, 1, 4) &&
              region(&L->row_threshold, &offset, bq, s->q_len, 1, 4);
     }

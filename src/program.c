@@ -106,6 +106,6 @@ void clsa_programs_release(clsa_context *ctx)
 
 int clsa_format_options(char *buf, size_t size, const clsa_shape *shape, const char *extra)
 {
-    return snprintf(buf, size, "-cl-std=CL1.2 -DCLSA_DTYPE=%d -DHEAD_DIM=%lld %s", (int)shape->dtype,
-                    (long long)shape->head_dim, extra ? extra : "");
+    return snprintf(buf, size, "-cl-std=CL1.2 -DCLSA_DTYPE=%d -DHEAD_DIM=%lld -DQUANT_GROUP=%d %s", (int)shape->dtype,
+                    (long long)shape->head_dim, CLSA_QUANT_GROUP, extra ? extra : "");
 }

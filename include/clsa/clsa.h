@@ -242,16 +242,23 @@ typedef enum clsa_method {
  *
  * The SALE rule (arXiv 2505.24179), per query head h with threshold tau_h:
  *   1. Q and K are smoothed by their per-head token means (Q' = Q - mean_q, K' = K - mean_k) and
- *      quantized to symmetric int4 in [-7, 7] with ONE SCALE PER TOKEN (scale = max|x'| / 7).
- *      A per-token scale factors out of the integer dot product, so the estimate needs one
- *      multiply per element; it is the finest grouping that allows that (SALE's groups of
- *      several tokens follow its GPU's int4 MMA layout, which OpenCL does not expose).
- *   2. The estimate of a score is S~[i,j] = scale * (sum_c qcode[i,c] kcode[j,c] * s_q(i) s_k(j)
- *      + mean_q . K'_j); the sum is integer arithmetic, the per-key correction is f32.
+ *      quantized to symmetric int4 in [-7, 7] with ONE SCALE PER TOKEN AND 16-CHANNEL GROUP
+ *      (scale = max|x'| / 7 over the group). Why: a per-token scale factors out of the integer dot
+ *      product (SALE's groups of several tokens follow its GPU's int4 MMA layout, which OpenCL
+ *      does not expose), and 16-channel groups keep a few large rotary channels (attention sinks,
+ *      retrieval keys) from coarsening every other channel's codes. Recall against the
+ *      exact-score oracle on bench's LLM-like data at tau 0.004 (tests/test_sparse.c, 6 seeds):
+ *      0.996-0.997 with 16-channel groups, 0.993-0.997 with one scale per token; the groups cost
+ *      one f32 multiply-add per 16 channels of the estimate.
+ *   2. The estimate of a score is S~[i,j] = scale * (sum_g s_q(i,g) s_k(j,g) sum_{c in g}
+ *      qcode[i,c] kcode[j,c] + mean_q . K'_j); the inner sums are integer arithmetic (int16,
+ *      exact), the per-key correction is f32.
  *   3. For each row, m~ and l~ are the exact max and sum of exp over the row's sink keys (the
  *      first sink_tokens keys) and local keys (the local_tokens keys ending at the row's diagonal
  *      key i + Lk - Lq when causal; centred on it when not causal), in f32.
- *   4. A (query block, key block) pair is kept iff some element has S~ >= m~ + ln(tau_h * l~).
+ *   4. A (query block, key block) pair is kept iff some element has S~ >= m~ + ln(tau_h * l~),
+ *      where S~ also gets back the exact row term scale * q_i . mean_k that smoothing K removed
+ *      (it shifts a whole row, so the softmax ignores it, but the exact m~ includes it).
  *      Blocks holding sink, local or diagonal keys of any of the block's rows are always kept;
  *      causal blocks with no visible key are never kept. tau_h <= 1e-5 keeps every visible
  *      block (a dense head).
@@ -365,12 +372,16 @@ clsa_status clsa_plan_workspace_mask(const clsa_plan *plan, cl_mem workspace, cl
 /** Byte offsets of the SALE buffers inside a workspace, and their padded sizes. */
 typedef struct clsa_quant_layout {
     int64_t head_dim_even;   /**< head_dim rounded up to even: two codes per byte */
+    int64_t group_channels;  /**< channels that share one scale */
+    int64_t groups;          /**< scales per token: ceil(head_dim / group_channels) */
     int64_t kv_len_padded;   /**< kv_len rounded up to a multiple of 128 */
     size_t q_mean, k_mean;   /**< f32 [B*Hq][head_dim], f32 [B*Hkv][head_dim] */
-    size_t q_codes, q_scales; /**< bytes [B*Hq][q_len][head_dim_even/2], f32 [B*Hq][q_len] */
-    size_t k_codes, k_scales; /**< bytes [B*Hkv][head_dim_even/2][kv_len_padded], f32 [B*Hkv][kv_len_padded] */
+    size_t q_codes, q_scales; /**< bytes [B*Hq][q_len][head_dim_even/2], f32 [B*Hq][q_len][groups] */
+    size_t k_codes, k_scales; /**< bytes [B*Hkv][head_dim_even/2][kv_len_padded], f32 [B*Hkv][groups][kv_len_padded] */
     size_t k_correction;     /**< f32 [B*Hq][kv_len_padded]: mean_q . K'_j of each query head */
-    size_t row_threshold;    /**< f32 [B*Hq][q_len]: m~ + log2(tau l~) in log2 units (scale*log2e*score) */
+    /** f32 [B*Hq][q_len]: m~ + log2(tau l~) in log2 units (scale*log2e*score); for SALE minus the
+        row's exact q_i . mean_k term, which the smoothed-key estimate leaves out */
+    size_t row_threshold;
 } clsa_quant_layout;
 
 /** Where a SALE plan keeps its buffers in the workspace (CLSA_ERR_WRONG_PLAN for other plans). */
@@ -383,7 +394,7 @@ clsa_status clsa_plan_quant_layout(const clsa_plan *plan, clsa_quant_layout *out
  *   q codes: [B*Hq][q_len][head_dim_even / 2] bytes, row-major;
  *   k codes: [B*Hkv][head_dim_even / 2][kv_len_padded] bytes (transposed: consecutive keys);
  *   byte = (code[c] & 0xF) | (code[c+1] << 4), codes two's-complement int4 in [-7, 7];
- *   scales: f32 per token; k correction: f32 [B*Hq][kv_len_padded] (0 past kv_len).
+ *   scales: f32 per token and 16-channel group; k correction: f32 [B*Hq][kv_len_padded] (0 past kv_len).
  */
 clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
                           cl_uint num_wait, const cl_event *wait_list, cl_event *out_event);

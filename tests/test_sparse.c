@@ -1,0 +1,750 @@
+/*
+ * The SALE pipeline and block-sparse attention against float64 host references:
+ * quantization round trip and packing, the estimator against the same rule on the same int4 codes,
+ * recall against the exact-score oracle on LLM-like data, sparse attention with all-ones, random
+ * and empty masks, the one-call pipeline against the per-stage calls, and density.
+ */
+#include "harness.h"
+#include "llm_data.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *read_buffer(cl_command_queue queue, cl_mem m, size_t offset, size_t bytes)
+{
+    void *out = malloc(bytes ? bytes : 1);
+    assert_non_null(out);
+    assert_int_equal(clEnqueueReadBuffer(queue, m, CL_TRUE, offset, bytes, out, 0, NULL, NULL), CL_SUCCESS);
+    return out;
+}
+
+static cl_mem new_buffer(clsa_context *ctx, size_t bytes, const void *init)
+{
+    cl_int err = CL_SUCCESS;
+    cl_mem m = clCreateBuffer(clsa_context_cl_context(ctx), CL_MEM_READ_WRITE | (init ? CL_MEM_COPY_HOST_PTR : 0),
+                              bytes, (void *)init, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    return m;
+}
+
+static clsa_plan *make_plan(clsa_context *ctx, const clsa_shape *s, const clsa_sparsity *sp)
+{
+    clsa_plan *plan = NULL;
+    clsa_status st = clsa_plan_create(ctx, s, sp, &plan);
+    if (st)
+        fail_msg("plan: %s", clsa_context_last_error(ctx));
+    return plan;
+}
+
+/* Replaces the random inputs of b with LLM-like data. */
+static void fill_llm(harness_buffers *b, const clsa_shape *s, uint64_t stream)
+{
+    llm_data_generate(s, harness_seed ^ stream, b->hq, b->hk, b->hv);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->q, CL_TRUE, 0, b->q_bytes, b->hq, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->k, CL_TRUE, 0, b->k_bytes, b->hk, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->v, CL_TRUE, 0, b->v_bytes, b->hv, 0, NULL, NULL), CL_SUCCESS);
+}
+
+/* ---------------------------------------------------------------- quantization ---------- */
+
+static int nibble(uint8_t byte, int high) { return (int8_t)(uint8_t)((high ? byte : (uint8_t)(byte << 4))) >> 4; }
+
+static void check_quantization(clsa_context *ctx, clsa_shape s)
+{
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    harness_rng rng = harness_rng_make(11);
+    harness_buffers b;
+    harness_buffers_make(ctx, &s, &rng, &b);
+    clsa_plan *plan = make_plan(ctx, &s, &sp);
+    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    assert_int_equal(clsa_quantize(plan, b.queue, b.q, b.k, ws, 0, NULL, NULL), CLSA_SUCCESS);
+    assert_int_equal(clFinish(b.queue), CL_SUCCESS);
+    clsa_quant_layout L;
+    assert_int_equal(clsa_plan_quant_layout(plan, &L), CLSA_SUCCESS);
+    const int64_t D = s.head_dim, CB = L.head_dim_even / 2, Lkp = L.kv_len_padded, G = s.q_heads / s.kv_heads;
+    const int64_t bq = s.batch * s.q_heads, bk = s.batch * s.kv_heads;
+    float *qmean = read_buffer(b.queue, ws, L.q_mean, (size_t)(bq * D) * 4);
+    float *kmean = read_buffer(b.queue, ws, L.k_mean, (size_t)(bk * D) * 4);
+    uint8_t *qcodes = read_buffer(b.queue, ws, L.q_codes, (size_t)(bq * s.q_len * CB));
+    const int64_t NG = L.groups;
+    float *qscales = read_buffer(b.queue, ws, L.q_scales, (size_t)(bq * s.q_len * NG) * 4);
+    uint8_t *kcodes = read_buffer(b.queue, ws, L.k_codes, (size_t)(bk * CB * Lkp));
+    float *kscales = read_buffer(b.queue, ws, L.k_scales, (size_t)(bk * NG * Lkp) * 4);
+    float *corr = read_buffer(b.queue, ws, L.k_correction, (size_t)(bq * Lkp) * 4);
+    const int64_t GC = L.group_channels;
+    assert_int_equal(NG, (D + GC - 1) / GC);
+    const ref_strides qs = ref_resolve(s.q_strides, s.q_heads, s.q_len, D), ks = ref_resolve(s.k_strides, s.kv_heads, s.kv_len, D);
+    double worst_mean = 0.0, worst_corr = 0.0;
+    int64_t checked = 0;
+    for (int side = 0; side < 2; ++side) {
+        const int64_t H = side ? s.kv_heads : s.q_heads, len = side ? s.kv_len : s.q_len;
+        const ref_strides st = side ? ks : qs;
+        const void *x = side ? b.hk : b.hq;
+        for (int64_t bb = 0; bb < s.batch; ++bb)
+            for (int64_t h = 0; h < H; ++h) {
+                const int64_t bh = bb * H + h;
+                const float *mean = (side ? kmean : qmean) + bh * D;
+                for (int64_t c = 0; c < D; ++c) { /* the means, against float64 */
+                    double m = 0.0;
+                    for (int64_t t = 0; t < len; ++t)
+                        m += ref_load(x, s.dtype, bb * st.batch + h * st.head + t * st.token + c);
+                    m /= (double)len;
+                    worst_mean = fmax(worst_mean, fabs(m - mean[c]));
+                }
+                for (int64_t t = 0; t < len; ++t) {
+                    for (int64_t gr = 0; gr < NG; ++gr) { /* each group's scale is its max|x'| / 7 */
+                        const float scale = side ? kscales[(bh * NG + gr) * Lkp + t] : qscales[(bh * s.q_len + t) * NG + gr];
+                        double amax = 0.0;
+                        for (int64_t c = gr * GC; c < D && c < gr * GC + GC; ++c)
+                            amax = fmax(amax, fabs((double)(float)(ref_load(x, s.dtype, bb * st.batch + h * st.head + t * st.token + c) - mean[c])));
+                        assert_true(fabs(scale - amax / 7.0) <= 1e-6 * amax + 1e-30);
+                    }
+                    for (int64_t c = 0; c < L.head_dim_even; ++c) {
+                        const float scale = side ? kscales[(bh * NG + c / GC) * Lkp + t] : qscales[(bh * s.q_len + t) * NG + c / GC];
+                        const uint8_t byte = side ? kcodes[(bh * CB + c / 2) * Lkp + t] : qcodes[(bh * s.q_len + t) * CB + c / 2];
+                        const int code = nibble(byte, (int)(c & 1));
+                        assert_true(code >= -7 && code <= 7);
+                        if (c >= D) { /* the padding nibble of an odd head_dim */
+                            assert_int_equal(code, 0);
+                            continue;
+                        }
+                        const double xs = (float)(ref_load(x, s.dtype, bb * st.batch + h * st.head + t * st.token + c) - mean[c]);
+                        if (fabs(xs - code * (double)scale) > 0.5 * scale * (1 + 1e-5) + 1e-30)
+                            fail_msg("%s b%lld h%lld t%lld c%lld: x' = %g, code %d x scale %g: off by more than scale/2 (seed %llu)",
+                                     side ? "k" : "q", (long long)bb, (long long)h, (long long)t, (long long)c, xs, code,
+                                     scale, (unsigned long long)harness_seed);
+                        ++checked;
+                    }
+                }
+                if (side) { /* corrections and padding of the keys */
+                    for (int64_t g = 0; g < G; ++g) {
+                        const int64_t hq = h * G + g;
+                        for (int64_t t = 0; t < Lkp; ++t) {
+                            const float got = corr[(bb * s.q_heads + hq) * Lkp + t];
+                            if (t >= len) {
+                                assert_true(got == 0.0f);
+                                continue;
+                            }
+                            double want = 0.0, mag = 0.0;
+                            for (int64_t c = 0; c < D; ++c) {
+                                const double kp = (float)(ref_load(x, s.dtype, bb * st.batch + h * st.head + t * st.token + c) - mean[c]);
+                                want += qmean[(bb * s.q_heads + hq) * D + c] * kp;
+                                mag += fabs(qmean[(bb * s.q_heads + hq) * D + c] * kp);
+                            }
+                            worst_corr = fmax(worst_corr, fabs(got - want) / (mag + 1e-30));
+                        }
+                    }
+                    for (int64_t t = len; t < Lkp; ++t) {
+                        for (int64_t gr = 0; gr < NG; ++gr)
+                            assert_true(kscales[(bh * NG + gr) * Lkp + t] == 0.0f);
+                        for (int64_t p = 0; p < CB; ++p)
+                            assert_int_equal(kcodes[(bh * CB + p) * Lkp + t], 0);
+                    }
+                }
+            }
+    }
+    printf("# quantize D%lld %s: %lld codes within scale/2, mean err %.2g, corr rel err %.2g\n", (long long)D,
+           harness_dtype_name(s.dtype), (long long)checked, worst_mean, worst_corr);
+    assert_true(worst_mean <= 1e-5);
+    assert_true(worst_corr <= 1e-5);
+    free(qmean), free(kmean), free(qcodes), free(qscales), free(kcodes), free(kscales), free(corr);
+    clReleaseMemObject(ws);
+    clsa_plan_release(plan);
+    harness_buffers_release(&b);
+}
+
+static void test_quantize(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    const int64_t L = harness_small ? 20 : 300;
+    clsa_shape s = clsa_shape_make(2, 4, 2, L, L + 37, 64, CLSA_F32, 1);
+    check_quantization(ctx, s);
+    s = clsa_shape_make(1, 2, 1, L, L, 7, CLSA_F16, 0); /* odd head_dim: a padding nibble */
+    check_quantization(ctx, s);
+    s = clsa_shape_make(1, 3, 1, L, L, 128, CLSA_BF16, 1);
+    s.q_strides = clsa_strides_blhd(L, 3, 128);
+    s.k_strides = clsa_strides_blhd(L, 1, 128);
+    check_quantization(ctx, s);
+    clsa_context_release(ctx);
+}
+
+/* ---------------------------------------------------------------- estimation ------------ */
+
+/* Host float64 scores from the device's own int4 codes, scales and corrections. */
+typedef struct code_scores {
+    const clsa_shape *s;
+    const clsa_quant_layout *L;
+    const uint8_t *qcodes, *kcodes;
+    const float *qscales, *kscales, *corr, *kmean;
+    const void *q; /* for the exact row term q_i . mean_k */
+} code_scores;
+
+static double code_score(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    const code_scores *e = ctx;
+    const clsa_shape *s = e->s;
+    const int64_t CB = e->L->head_dim_even / 2, Lkp = e->L->kv_len_padded, hk = h / (s->q_heads / s->kv_heads);
+    const int64_t bq = b * s->q_heads + h, bk = b * s->kv_heads + hk, NG = e->L->groups, GC = e->L->group_channels;
+    double est = e->corr[bq * Lkp + j];
+    for (int64_t g = 0; g < NG; ++g) {
+        long dot = 0;
+        for (int64_t c = g * GC; c < e->L->head_dim_even && c < g * GC + GC; ++c)
+            dot += nibble(e->qcodes[(bq * s->q_len + i) * CB + c / 2], (int)(c & 1)) *
+                   nibble(e->kcodes[(bk * CB + c / 2) * Lkp + j], (int)(c & 1));
+        est += (double)dot * e->qscales[(bq * s->q_len + i) * NG + g] * e->kscales[(bk * NG + g) * Lkp + j];
+    }
+    const ref_strides qs = ref_resolve(s->q_strides, s->q_heads, s->q_len, s->head_dim);
+    for (int64_t c = 0; c < s->head_dim; ++c) /* smoothing K removed q_i . mean_k from every score of the row */
+        est += ref_load(e->q, s->dtype, b * qs.batch + h * qs.head + i * qs.token + c) * e->kmean[bk * s->head_dim + c];
+    return est * s->scale * 1.4426950408889634;
+}
+
+/* Runs one SALE (or SALE_EXACT) plan on LLM-like data; returns its mask as a bitmap. */
+static uint8_t *device_mask(clsa_context *ctx, const clsa_shape *s, const clsa_sparsity *sp, harness_buffers *b,
+                            code_scores *codes_out, cl_mem *ws_out, clsa_plan **plan_out)
+{
+    clsa_plan *plan = make_plan(ctx, s, sp);
+    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    if (sp->method == CLSA_METHOD_SALE)
+        assert_int_equal(clsa_quantize(plan, b->queue, b->q, b->k, ws, 0, NULL, NULL), CLSA_SUCCESS);
+    clsa_status st = clsa_estimate_mask(plan, b->queue, b->q, b->k, ws, NULL, 0, NULL, NULL);
+    if (st)
+        fail_msg("estimate: %s", clsa_context_last_error(ctx));
+    assert_int_equal(clFinish(b->queue), CL_SUCCESS);
+    clsa_mask_geometry g;
+    assert_int_equal(clsa_plan_mask_geometry(plan, &g), CLSA_SUCCESS);
+    clsa_block_mask m;
+    assert_int_equal(clsa_plan_workspace_mask(plan, ws, &m), CLSA_SUCCESS);
+    int32_t *counts = read_buffer(b->queue, ws, m.counts_offset, g.counts_bytes);
+    int32_t *indices = read_buffer(b->queue, ws, m.indices_offset, g.indices_bytes);
+    uint8_t *bitmap = malloc((size_t)(g.rows * g.num_k_blocks));
+    assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
+    free(counts), free(indices);
+    if (codes_out) {
+        static clsa_quant_layout L;
+        assert_int_equal(clsa_plan_quant_layout(plan, &L), CLSA_SUCCESS);
+        const int64_t bq = s->batch * s->q_heads, bk = s->batch * s->kv_heads, CB = L.head_dim_even / 2;
+        codes_out->s = s;
+        codes_out->L = &L;
+        codes_out->qcodes = read_buffer(b->queue, ws, L.q_codes, (size_t)(bq * s->q_len * CB));
+        codes_out->kcodes = read_buffer(b->queue, ws, L.k_codes, (size_t)(bk * CB * L.kv_len_padded));
+        codes_out->qscales = read_buffer(b->queue, ws, L.q_scales, (size_t)(bq * s->q_len * L.groups) * 4);
+        codes_out->kscales = read_buffer(b->queue, ws, L.k_scales, (size_t)(bk * L.groups * L.kv_len_padded) * 4);
+        codes_out->corr = read_buffer(b->queue, ws, L.k_correction, (size_t)(bq * L.kv_len_padded) * 4);
+        codes_out->kmean = read_buffer(b->queue, ws, L.k_mean, (size_t)(bk * s->head_dim) * 4);
+        codes_out->q = b->hq;
+    }
+    if (ws_out)
+        *ws_out = ws;
+    else
+        clReleaseMemObject(ws);
+    if (plan_out)
+        *plan_out = plan;
+    else
+        clsa_plan_release(plan);
+    return bitmap;
+}
+
+/* Two masks agree except where the host's margin is a tie (|margin| within tie). */
+static int64_t disagreements(const uint8_t *got, const uint8_t *want, const double *margin, int64_t n, double tie,
+                             int64_t *ties)
+{
+    int64_t bad = 0;
+    *ties = 0;
+    for (int64_t e = 0; e < n; ++e)
+        if (got[e] != want[e]) {
+            if (fabs(margin[e]) <= tie)
+                ++*ties;
+            else
+                ++bad;
+        }
+    return bad;
+}
+
+/* Tie window, in log2 score units. The int4 sums are exact on both sides, but the device forms
+   the scale products, the corrections and the thresholds' max and sum of exponentials in f32:
+   about 1e-6 relative to scores of magnitude up to ~30, hence 1e-6 x 32. */
+#define TIE (1e-6 * 32)
+
+static void check_estimate(clsa_context *ctx, clsa_shape s, clsa_sparsity sp, uint64_t stream)
+{
+    harness_rng rng = harness_rng_make(stream);
+    harness_buffers b;
+    harness_buffers_make(ctx, &s, &rng, &b);
+    fill_llm(&b, &s, stream);
+    code_scores codes;
+    clsa_plan *plan = NULL;
+    uint8_t *got = device_mask(ctx, &s, &sp, &b, &codes, NULL, &plan);
+    const clsa_shape *ps = clsa_plan_shape(plan);
+    codes.s = ps;
+    float tau[64];
+    for (int64_t h = 0; h < s.q_heads; ++h)
+        tau[h] = sp.tau_per_head ? sp.tau_per_head[h] : sp.tau;
+    ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k};
+    double *thr = malloc(sizeof(double) * (size_t)(s.batch * s.q_heads * s.q_len));
+    ref_sale_thresholds(ps, b.hq, b.hk, &p, thr);
+    clsa_mask_geometry g;
+    clsa_plan_mask_geometry(plan, &g);
+    const int64_t n = g.rows * g.num_k_blocks;
+    uint8_t *want = malloc((size_t)n);
+    double *margin = malloc(sizeof(double) * (size_t)n);
+    ref_sale_mask(ps, &p, thr, code_score, &codes, want, margin);
+    int64_t ties = 0, kept = 0;
+    const int64_t bad = disagreements(got, want, margin, n, TIE, &ties);
+    for (int64_t e = 0; e < n; ++e)
+        kept += want[e];
+    printf("# estimate B%lld H%lld/%lld L%lld/%lld D%lld %s blocks %dx%d tau %g: %lld/%lld blocks kept, %lld ties, %lld disagreements\n",
+           (long long)s.batch, (long long)s.q_heads, (long long)s.kv_heads, (long long)s.q_len, (long long)s.kv_len,
+           (long long)s.head_dim, s.causal ? "causal" : "full", sp.block_q, sp.block_k, (double)sp.tau, (long long)kept,
+           (long long)n, (long long)ties, (long long)bad);
+    if (bad)
+        fail_msg("the estimator disagrees with the float64 rule on the same codes (seed %llu)", (unsigned long long)harness_seed);
+    free(thr), free(want), free(margin), free(got);
+    free((void *)codes.qcodes), free((void *)codes.kcodes), free((void *)codes.qscales), free((void *)codes.kscales);
+    free((void *)codes.corr), free((void *)codes.kmean);
+    clsa_plan_release(plan);
+    harness_buffers_release(&b);
+}
+
+static void test_estimate_matches_host(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    const int64_t L = harness_small ? 80 : 700;
+    if (harness_small)
+        sp.local_tokens = 16, sp.sink_tokens = 8, sp.block_q = 16, sp.block_k = 16;
+    else
+        sp.local_tokens = 64;
+    check_estimate(ctx, clsa_shape_make(1, 4, 2, L, L, 64, CLSA_F32, 1), sp, 21);
+    sp.block_q = 32, sp.block_k = 64;
+    check_estimate(ctx, clsa_shape_make(1, 2, 1, L / 2, L, 80, CLSA_F16, 1), sp, 22);
+    check_estimate(ctx, clsa_shape_make(2, 2, 2, L, L / 2 + 3, 33, CLSA_BF16, 0), sp, 23);
+    const float taus[4] = {0.0f, 0.02f, 1e-6f, 0.004f}; /* dense heads among sparse ones */
+    sp.tau_per_head = taus;
+    sp.block_q = 128, sp.block_k = 16;
+    check_estimate(ctx, clsa_shape_make(1, 4, 1, L, L, 128, CLSA_F32, 1), sp, 24);
+    clsa_context_release(ctx);
+}
+
+/* Recall of SALE's mask against the oracle (the rule on exact scores) on LLM-like data, and the
+   device oracle against the host oracle. */
+static void test_recall_vs_oracle(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    const int64_t L = harness_small ? 96 : 2048;
+    /* Two independent sequences of 4 heads (one of each role): recall is a ratio over the kept
+       blocks, and one sequence alone varies from seed to seed by about +-0.005. */
+    clsa_shape s = clsa_shape_make(2, 4, 2, L, L, harness_small ? 32 : 128, CLSA_F32, 1);
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    if (harness_small)
+        sp.local_tokens = 16, sp.sink_tokens = 8, sp.block_q = 16, sp.block_k = 16;
+    harness_rng rng = harness_rng_make(31);
+    harness_buffers b;
+    harness_buffers_make(ctx, &s, &rng, &b);
+    fill_llm(&b, &s, 31);
+    uint8_t *sale = device_mask(ctx, &s, &sp, &b, NULL, NULL, NULL);
+    clsa_sparsity exact = sp;
+    exact.method = CLSA_METHOD_SALE_EXACT;
+    uint8_t *oracle_dev = device_mask(ctx, &s, &exact, &b, NULL, NULL, NULL);
+
+    float tau[4] = {sp.tau, sp.tau, sp.tau, sp.tau};
+    ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k};
+    clsa_shape ps = s;
+    ps.scale = (float)(1.0 / sqrt((double)s.head_dim));
+    double *thr = malloc(sizeof(double) * (size_t)(s.batch * s.q_heads * L));
+    ref_sale_thresholds(&ps, b.hq, b.hk, &p, thr);
+    const int64_t nqb = (L + sp.block_q - 1) / sp.block_q, nkb = (L + sp.block_k - 1) / sp.block_k;
+    const int64_t n = s.batch * s.q_heads * nqb * nkb;
+    uint8_t *oracle = malloc((size_t)n);
+    double *margin = malloc(sizeof(double) * (size_t)n);
+    ref_exact_scores e = {&ps, b.hq, b.hk};
+    ref_sale_mask(&ps, &p, thr, ref_exact_score, &e, oracle, margin);
+    int64_t ties = 0, in_oracle = 0, found = 0, in_sale = 0, valid = 0;
+    const int64_t bad = disagreements(oracle_dev, oracle, margin, n, TIE, &ties);
+    for (int64_t i = 0; i < n; ++i) {
+        in_oracle += oracle[i];
+        found += oracle[i] && sale[i];
+        in_sale += sale[i];
+    }
+    for (int64_t qb = 0; qb < nqb; ++qb)
+        valid += s.batch * s.q_heads * ((qb + 1) * sp.block_q - 1 < L ? ((qb + 1) * sp.block_q - 1) / sp.block_k + 1 : nkb);
+    const double recall = in_oracle ? (double)found / (double)in_oracle : 1.0;
+    printf("# L%lld tau %g: oracle keeps %lld, SALE %lld of %lld valid blocks (density %.3f); recall %.4f; "
+           "device oracle: %lld ties, %lld disagreements\n",
+           (long long)L, (double)sp.tau, (long long)in_oracle, (long long)in_sale, (long long)valid,
+           (double)in_sale / (double)valid, recall, (long long)ties, (long long)bad);
+    assert_int_equal(bad, 0);
+    if (!(recall >= 0.99))
+        fail_msg("recall %.4f < 0.99 (seed %llu)", recall, (unsigned long long)harness_seed);
+    free(sale), free(oracle_dev), free(oracle), free(margin), free(thr);
+    harness_buffers_release(&b);
+    clsa_context_release(ctx);
+}
+
+/* ---------------------------------------------------------------- sparse attention ------ */
+
+/* Runs a MASK plan with a host bitmap and returns the max rel error against the float64 masked
+   reference; optionally compares with the dense plan's output (rel_to_dense). */
+static double masked_error(clsa_context *ctx, const clsa_shape *s, int block_q, int block_k, const uint8_t *bitmap,
+                           uint64_t stream, double *rel_to_dense)
+{
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, CLSA_METHOD_MASK);
+    sp.block_q = block_q, sp.block_k = block_k;
+    harness_rng rng = harness_rng_make(stream);
+    harness_buffers b;
+    harness_buffers_make(ctx, s, &rng, &b);
+    clsa_plan *plan = make_plan(ctx, s, &sp);
+    clsa_mask_geometry g;
+    clsa_plan_mask_geometry(plan, &g);
+    int32_t *counts = malloc(g.counts_bytes), *indices = malloc(g.indices_bytes);
+    assert_int_equal(clsa_mask_from_bitmap(bitmap, g.rows, g.num_k_blocks, counts, indices), CLSA_SUCCESS);
+    clsa_block_mask m = {new_buffer(ctx, g.counts_bytes, counts), 0, new_buffer(ctx, g.indices_bytes, indices), 0};
+    clsa_status st = clsa_attention_masked(plan, b.queue, b.q, b.k, b.v, b.o, NULL, &m, CLSA_MASK_CHECK, 0, NULL, NULL);
+    if (st)
+        fail_msg("masked: %s", clsa_context_last_error(ctx));
+    harness_read_o(&b);
+    const clsa_shape *ps = clsa_plan_shape(plan);
+    const int64_t no = s->batch * s->q_heads * s->q_len * s->head_dim;
+    double *want = malloc(sizeof(double) * (size_t)no);
+    ref_attention(ps, b.hq, b.hk, b.hv, bitmap, block_q, block_k, want);
+    const double err = ref_max_rel_error(ps, b.ho, want);
+    if (rel_to_dense) {
+        clsa_plan *dense = make_plan(ctx, s, NULL);
+        cl_mem od = new_buffer(ctx, b.o_bytes, NULL);
+        assert_int_equal(clsa_attention(dense, b.queue, b.q, b.k, b.v, od, NULL, 0, NULL, NULL), CLSA_SUCCESS);
+        void *hd = read_buffer(b.queue, od, 0, b.o_bytes);
+        double max_diff = 0.0, max_ref = 0.0;
+        const ref_strides os = ref_resolve(s->o_strides, s->q_heads, s->q_len, s->head_dim);
+        for (int64_t bb = 0; bb < s->batch; ++bb)
+            for (int64_t h = 0; h < s->q_heads; ++h)
+                for (int64_t i = 0; i < s->q_len; ++i)
+                    for (int64_t c = 0; c < s->head_dim; ++c) {
+                        const int64_t at = bb * os.batch + h * os.head + i * os.token + c;
+                        const double x = ref_load(b.ho, s->dtype, at), y = ref_load(hd, s->dtype, at);
+                        max_diff = fmax(max_diff, isnan(x - y) ? INFINITY : fabs(x - y));
+                        max_ref = fmax(max_ref, fabs(y));
+                    }
+        *rel_to_dense = max_ref > 0 ? max_diff / max_ref : max_diff;
+        free(hd);
+        clReleaseMemObject(od);
+        clsa_plan_release(dense);
+    }
+    free(want), free(counts), free(indices);
+    clReleaseMemObject(m.counts);
+    clReleaseMemObject(m.indices);
+    clsa_plan_release(plan);
+    harness_buffers_release(&b);
+    return err;
+}
+
+static uint8_t *make_bitmap(const clsa_shape *s, int bq, int bk, double keep, uint64_t stream)
+{
+    const int64_t rows = s->batch * s->q_heads * ((s->q_len + bq - 1) / bq), nkb = (s->kv_len + bk - 1) / bk;
+    uint8_t *bm = malloc((size_t)(rows * nkb));
+    harness_rng r = harness_rng_make(stream);
+    for (int64_t e = 0; e < rows * nkb; ++e)
+        bm[e] = harness_uniform(&r) < keep;
+    return bm;
+}
+
+typedef struct mask_case {
+    int64_t batch, q_heads, kv_heads, q_len, kv_len, head_dim;
+    clsa_dtype dtype;
+    int causal, blhd, block_q, block_k;
+} mask_case;
+
+static clsa_shape case_shape(const mask_case *c)
+{
+    clsa_shape s = clsa_shape_make(c->batch, c->q_heads, c->kv_heads, c->q_len, c->kv_len, c->head_dim, c->dtype, c->causal);
+    if (c->blhd) {
+        s.q_strides = s.o_strides = clsa_strides_blhd(c->q_len, c->q_heads, c->head_dim);
+        s.k_strides = s.v_strides = clsa_strides_blhd(c->kv_len, c->kv_heads, c->head_dim);
+    }
+    return s;
+}
+
+static const mask_case mask_cases[] = {
+    {1, 2, 1, 300, 300, 64, CLSA_F32, 1, 0, 64, 32},   {2, 4, 2, 200, 260, 80, CLSA_F32, 1, 1, 16, 16},
+    {1, 2, 2, 260, 200, 128, CLSA_F16, 1, 0, 32, 128}, {1, 4, 1, 150, 150, 7, CLSA_BF16, 0, 1, 128, 64},
+    {1, 1, 1, 100, 100, 256, CLSA_F32, 1, 0, 16, 32},
+};
+static const mask_case mask_cases_small[] = {
+    {1, 2, 1, 40, 40, 16, CLSA_F32, 1, 0, 16, 16}, {1, 2, 2, 33, 20, 7, CLSA_F16, 1, 1, 16, 32},
+    {1, 1, 1, 20, 30, 8, CLSA_BF16, 0, 0, 32, 16},
+};
+
+static void test_masked(void **state)
+{
+    clsa_context *ctx = harness_context((clsa_kernel_style)(intptr_t)*state);
+    const mask_case *cases = harness_small ? mask_cases_small : mask_cases;
+    const size_t n = harness_small ? sizeof mask_cases_small / sizeof mask_cases_small[0]
+                                   : sizeof mask_cases / sizeof mask_cases[0];
+    for (size_t i = 0; i < n; ++i) {
+        const mask_case *c = &cases[i];
+        const clsa_shape s = case_shape(c);
+        const double tol = harness_tolerance(c->dtype);
+        /* All-ones: equals dense (same arithmetic order, so within 1e-6 of dense). */
+        uint8_t *ones = make_bitmap(&s, c->block_q, c->block_k, 2.0, 0);
+        double to_dense = 0.0;
+        double err = masked_error(ctx, &s, c->block_q, c->block_k, ones, 100 + i, &to_dense);
+        printf("# case %zu all-ones: err %.3g, vs dense %.3g\n", i, err, to_dense);
+        assert_true(err <= tol);
+        assert_true(to_dense <= (c->dtype == CLSA_F32 ? 1e-6 : tol));
+        free(ones);
+        /* Random masks, including empty rows (keep 0.0: every row empty, zeros everywhere). */
+        const double keeps[3] = {0.3, 0.05, 0.0};
+        for (int k = 0; k < 3; ++k) {
+            uint8_t *bm = make_bitmap(&s, c->block_q, c->block_k, keeps[k], 200 + i * 3 + (uint64_t)k);
+            err = masked_error(ctx, &s, c->block_q, c->block_k, bm, 300 + i, NULL);
+            printf("# case %zu random mask keep %.2f: err %.3g (tol %.3g)\n", i, keeps[k], err, tol);
+            if (!(err <= tol))
+                fail_msg("masked attention error %.3g > %.3g (seed %llu)", err, tol, (unsigned long long)harness_seed);
+            free(bm);
+        }
+    }
+    clsa_context_release(ctx);
+}
+
+/* The one call equals the three stage calls, and the output is exact for the mask it used. */
+static void test_pipeline(void **state)
+{
+    clsa_context *ctx = harness_context((clsa_kernel_style)(intptr_t)*state);
+    const int64_t L = harness_small ? 48 : 1024;
+    clsa_shape s = clsa_shape_make(1, 4, 2, L, L, harness_small ? 16 : 64, CLSA_F32, 1);
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    if (harness_small)
+        sp.local_tokens = 16, sp.sink_tokens = 8, sp.block_q = 16, sp.block_k = 16;
+    harness_rng rng = harness_rng_make(41);
+    harness_buffers b;
+    harness_buffers_make(ctx, &s, &rng, &b);
+    fill_llm(&b, &s, 41);
+    clsa_plan *plan = make_plan(ctx, &s, &sp);
+    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    cl_event done = NULL;
+    assert_int_equal(clsa_attention(plan, b.queue, b.q, b.k, b.v, b.o, ws, 0, NULL, &done), CLSA_SUCCESS);
+    assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
+    clReleaseEvent(done);
+    harness_read_o(&b);
+    void *one_call = malloc(b.o_bytes);
+    memcpy(one_call, b.ho, b.o_bytes);
+
+    clsa_mask_geometry g;
+    clsa_plan_mask_geometry(plan, &g);
+    clsa_block_mask m;
+    clsa_plan_workspace_mask(plan, ws, &m);
+    int32_t *counts = read_buffer(b.queue, ws, m.counts_offset, g.counts_bytes);
+    int32_t *indices = read_buffer(b.queue, ws, m.indices_offset, g.indices_bytes);
+    uint8_t *bitmap = malloc((size_t)(g.rows * g.num_k_blocks));
+    assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
+    double density[4];
+    assert_int_equal(clsa_mask_density(plan, b.queue, ws, NULL, density), CLSA_SUCCESS);
+    printf("# pipeline L%lld: density per head %.3f %.3f %.3f %.3f\n", (long long)L, density[0], density[1],
+           density[2], density[3]);
+    for (int h = 0; h < 4; ++h)
+        assert_true(density[h] > 0.0 && density[h] <= 1.0);
+
+    double *want = malloc(sizeof(double) * (size_t)(4 * L * s.head_dim));
+    ref_attention(clsa_plan_shape(plan), b.hq, b.hk, b.hv, bitmap, sp.block_q, sp.block_k, want);
+    const double err = ref_max_rel_error(clsa_plan_shape(plan), one_call, want);
+    printf("# pipeline output vs float64 masked reference: %.3g\n", err);
+    assert_true(err <= 1e-5);
+
+    /* The stages one by one, into a fresh workspace and output. */
+    cl_mem ws2 = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    cl_event e1 = NULL, e2 = NULL;
+    memset(b.ho, 0xFF, b.o_bytes);
+    assert_int_equal(clEnqueueWriteBuffer(b.queue, b.o, CL_TRUE, 0, b.o_bytes, b.ho, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clsa_quantize(plan, b.queue, b.q, b.k, ws2, 0, NULL, &e1), CLSA_SUCCESS);
+    assert_int_equal(clsa_estimate_mask(plan, b.queue, b.q, b.k, ws2, NULL, 1, &e1, &e2), CLSA_SUCCESS);
+    assert_int_equal(clsa_attention_masked(plan, b.queue, b.q, b.k, b.v, b.o, ws2, NULL, CLSA_MASK_CHECK, 1, &e2, NULL),
+                     CLSA_SUCCESS);
+    clReleaseEvent(e1), clReleaseEvent(e2);
+    harness_read_o(&b);
+    assert_memory_equal(b.ho, one_call, b.o_bytes);
+
+    free(one_call), free(counts), free(indices), free(bitmap), free(want);
+    clReleaseMemObject(ws), clReleaseMemObject(ws2);
+    clsa_plan_release(plan);
+    harness_buffers_release(&b);
+    clsa_context_release(ctx);
+}
+
+/* ---------------------------------------------------------------- bad inputs ------------ */
+
+static void expect_plan(clsa_context *ctx, const clsa_shape *s, const clsa_sparsity *sp, clsa_status want)
+{
+    clsa_plan *plan = (clsa_plan *)0x1;
+    clsa_status st = clsa_plan_create(ctx, s, sp, &plan);
+    printf("# %s\n", clsa_context_last_error(ctx));
+    assert_int_equal(st, want);
+    assert_null(plan);
+}
+
+static void test_bad_sparsity(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    clsa_shape s = clsa_shape_make(1, 2, 1, 64, 64, 16, CLSA_F32, 1);
+    clsa_sparsity sp;
+    const float bad_taus[3] = {-0.1f, NAN, INFINITY};
+    for (int i = 0; i < 3; ++i) {
+        clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+        sp.tau = bad_taus[i];
+        expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_TAU);
+        clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+        const float per_head[2] = {0.004f, bad_taus[i]};
+        sp.tau_per_head = per_head;
+        expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_TAU);
+    }
+    const int32_t bad_blocks[5] = {0, 8, 48, 256, -64};
+    for (int i = 0; i < 5; ++i) {
+        clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+        sp.block_q = bad_blocks[i];
+        expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_BLOCK_SIZE);
+        clsa_sparsity_init(&sp, CLSA_METHOD_MASK);
+        sp.block_k = bad_blocks[i];
+        expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_BLOCK_SIZE);
+    }
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    sp.sink_tokens = -1;
+    expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_TOKENS);
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    sp.local_tokens = -5;
+    expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_TOKENS);
+    clsa_context_release(ctx);
+}
+
+/* A masked call with this mask fails with `want` and leaves the poisoned output as it was. */
+static void expect_mask_error(clsa_context *ctx, clsa_plan *plan, harness_buffers *b, const clsa_block_mask *m,
+                              clsa_mask_check check, clsa_status want)
+{
+    clsa_status st = clsa_attention_masked(plan, b->queue, b->q, b->k, b->v, b->o, NULL, m, check, 0, NULL, NULL);
+    printf("# %s\n", clsa_context_last_error(ctx));
+    assert_int_equal(st, want);
+    assert_int_equal(clFinish(b->queue), CL_SUCCESS);
+    uint8_t *now = read_buffer(b->queue, b->o, 0, b->o_bytes);
+    for (size_t i = 0; i < b->o_bytes; ++i)
+        if (now[i] != 0xFF)
+            fail_msg("a failing masked call wrote output byte %zu", i);
+    free(now);
+}
+
+static void test_bad_masks(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    clsa_shape s = clsa_shape_make(1, 2, 1, 64, 64, 16, CLSA_F32, 1);
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, CLSA_METHOD_MASK);
+    sp.block_q = 32, sp.block_k = 16;
+    harness_rng rng = harness_rng_make(51);
+    harness_buffers b;
+    harness_buffers_make(ctx, &s, &rng, &b);
+    clsa_plan *plan = make_plan(ctx, &s, &sp);
+    clsa_mask_geometry g;
+    clsa_plan_mask_geometry(plan, &g);
+    assert_int_equal(g.rows, 4);
+    assert_int_equal(g.num_k_blocks, 4);
+    int32_t counts[4] = {1, 2, 1, 4}, indices[16] = {0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 1, 2, 3};
+    clsa_block_mask m = {new_buffer(ctx, sizeof counts, counts), 0, new_buffer(ctx, sizeof indices, indices), 0};
+
+    indices[12 + 3] = 4; /* out of range */
+    clEnqueueWriteBuffer(b.queue, m.indices, CL_TRUE, 0, sizeof indices, indices, 0, NULL, NULL);
+    expect_mask_error(ctx, plan, &b, &m, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK);
+    indices[12 + 3] = -1;
+    clEnqueueWriteBuffer(b.queue, m.indices, CL_TRUE, 0, sizeof indices, indices, 0, NULL, NULL);
+    expect_mask_error(ctx, plan, &b, &m, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK);
+    indices[12 + 3] = 3, indices[4] = 1, indices[5] = 0; /* unsorted */
+    clEnqueueWriteBuffer(b.queue, m.indices, CL_TRUE, 0, sizeof indices, indices, 0, NULL, NULL);
+    expect_mask_error(ctx, plan, &b, &m, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK);
+    indices[4] = 1, indices[5] = 1; /* repeated */
+    clEnqueueWriteBuffer(b.queue, m.indices, CL_TRUE, 0, sizeof indices, indices, 0, NULL, NULL);
+    expect_mask_error(ctx, plan, &b, &m, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK);
+    indices[4] = 0;
+    clEnqueueWriteBuffer(b.queue, m.indices, CL_TRUE, 0, sizeof indices, indices, 0, NULL, NULL);
+    counts[2] = 5;
+    clEnqueueWriteBuffer(b.queue, m.counts, CL_TRUE, 0, sizeof counts, counts, 0, NULL, NULL);
+    expect_mask_error(ctx, plan, &b, &m, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK_COUNT);
+    counts[2] = -1;
+    clEnqueueWriteBuffer(b.queue, m.counts, CL_TRUE, 0, sizeof counts, counts, 0, NULL, NULL);
+    expect_mask_error(ctx, plan, &b, &m, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK_COUNT);
+    counts[2] = 1;
+    clEnqueueWriteBuffer(b.queue, m.counts, CL_TRUE, 0, sizeof counts, counts, 0, NULL, NULL);
+
+    /* Buffers too small for the geometry, bad offsets, bad check mode, wrong plans. */
+    clsa_block_mask small = {new_buffer(ctx, sizeof counts - 4, counts), 0, m.indices, 0};
+    expect_mask_error(ctx, plan, &b, &small, CLSA_MASK_CHECK, CLSA_ERR_MASK_TOO_SMALL);
+    clsa_block_mask small_idx = {m.counts, 0, m.indices, 8};
+    expect_mask_error(ctx, plan, &b, &small_idx, CLSA_MASK_TRUST, CLSA_ERR_MASK_TOO_SMALL);
+    clsa_block_mask odd = {m.counts, 2, m.indices, 0};
+    expect_mask_error(ctx, plan, &b, &odd, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK);
+    expect_mask_error(ctx, plan, &b, &m, (clsa_mask_check)7, CLSA_ERR_INVALID_OPTION);
+    assert_int_equal(clsa_attention(plan, b.queue, b.q, b.k, b.v, b.o, NULL, 0, NULL, NULL), CLSA_ERR_WRONG_PLAN);
+    assert_int_equal(clsa_quantize(plan, b.queue, b.q, b.k, m.counts, 0, NULL, NULL), CLSA_ERR_WRONG_PLAN);
+    clsa_plan *dense = make_plan(ctx, &s, NULL);
+    assert_int_equal(clsa_attention_masked(dense, b.queue, b.q, b.k, b.v, b.o, NULL, &m, CLSA_MASK_CHECK, 0, NULL, NULL),
+                     CLSA_ERR_WRONG_PLAN);
+    double density[2];
+    assert_int_equal(clsa_mask_density(dense, b.queue, NULL, &m, density), CLSA_ERR_WRONG_PLAN);
+    clsa_plan_release(dense);
+
+    /* The valid mask then works, and its density is what the counts say. */
+    assert_int_equal(clsa_attention_masked(plan, b.queue, b.q, b.k, b.v, b.o, NULL, &m, CLSA_MASK_CHECK, 0, NULL, NULL),
+                     CLSA_SUCCESS);
+    assert_int_equal(clsa_mask_density(plan, b.queue, NULL, &m, density), CLSA_SUCCESS);
+    /* causal 64 x 64, blocks 32 x 16: valid key blocks per query block are 2 and 4. */
+    assert_true(fabs(density[0] - 3.0 / 6.0) < 1e-12);
+    assert_true(fabs(density[1] - 5.0 / 6.0) < 1e-12);
+
+    /* Host conversions reject bad lists and write nothing. */
+    uint8_t bitmap[16];
+    memset(bitmap, 0xAB, sizeof bitmap);
+    int32_t bad_counts[4] = {1, 2, 1, 9};
+    assert_int_equal(clsa_mask_to_bitmap(bad_counts, indices, 4, 4, bitmap), CLSA_ERR_INVALID_MASK_COUNT);
+    int32_t bad_indices[16];
+    memcpy(bad_indices, indices, sizeof indices);
+    bad_indices[5] = 0;
+    assert_int_equal(clsa_mask_to_bitmap(counts, bad_indices, 4, 4, bitmap), CLSA_ERR_INVALID_MASK);
+    for (int i = 0; i < 16; ++i)
+        assert_int_equal(bitmap[i], 0xAB);
+    assert_int_equal(clsa_mask_to_bitmap(counts, indices, 4, 4, bitmap), CLSA_SUCCESS);
+    int32_t c2[4], i2[16];
+    assert_int_equal(clsa_mask_from_bitmap(bitmap, 4, 4, c2, i2), CLSA_SUCCESS);
+    for (int r = 0; r < 4; ++r) {
+        assert_int_equal(c2[r], counts[r]);
+        for (int n = 0; n < counts[r]; ++n)
+            assert_int_equal(i2[r * 4 + n], indices[r * 4 + n]);
+    }
+    assert_int_equal(clsa_mask_from_bitmap(NULL, 4, 4, c2, i2), CLSA_ERR_NULL_ARGUMENT);
+    assert_int_equal(clsa_mask_from_bitmap(bitmap, 0, 4, c2, i2), CLSA_ERR_INVALID_DIMENSION);
+    assert_int_equal(clsa_mask_from_bitmap(bitmap, INT64_MAX / 2, 4, c2, i2), CLSA_ERR_SIZE_OVERFLOW);
+
+    clReleaseMemObject(m.counts), clReleaseMemObject(m.indices), clReleaseMemObject(small.counts);
+    clsa_plan_release(plan);
+    harness_buffers_release(&b);
+    clsa_context_release(ctx);
+}
+
+#define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
+                cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
+
+int main(void)
+{
+    harness_init("sparse");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantize),     cmocka_unit_test(test_estimate_matches_host),
+        cmocka_unit_test(test_recall_vs_oracle), BOTH(test_masked), BOTH(test_pipeline),
+        cmocka_unit_test(test_bad_sparsity), cmocka_unit_test(test_bad_masks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
