@@ -233,15 +233,16 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
             if (m_new == -INFINITY)
                 continue; /* no key of this row is visible yet; the barriers stay uniform */
             const float alpha = exp2(m - m_new);
-            l *= alpha;
             for (int c = 0; c < HEAD_DIM; ++c)
                 acc[c] *= alpha;
+            float tile_sum = 0.0f; /* summed per tile first: a long running sum loses accuracy */
             for (int j = 0; j < KEY_TILE; ++j) {
                 const float p = exp2(s[j] - m_new);
-                l += p;
+                tile_sum += p;
                 for (int c = 0; c < HEAD_DIM; ++c)
                     acc[c] = fma(p, vs[j][c], acc[c]);
             }
+            l = fma(l, alpha, tile_sum);
             m = m_new;
         }
     }
