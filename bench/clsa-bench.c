@@ -1,21 +1,28 @@
 /*
- * clsa-bench: times clsa attention and its anchors on one device, and prints a table (and JSON).
+ * clsa-bench: times clsa attention methods and anchors on one device; prints a table and JSON.
  *
  *   clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]
- *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense]
- *              [--repeat N] [--warmup N] [--check] [--json FILE] [--device SEL] [--style cpu|gpu]
- *              [--sgemm N]
+ *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]
+ *              [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]
+ *              [--data random|llm|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
+ *              [--device SEL] [--style cpu|gpu] [--sgemm N]
  *
- * Timing: `warmup` untimed calls (kernel builds and PoCL's per-local-size specialisation stay
- * out of the timing), then `repeat` calls, each timed on the host from enqueue to clFinish; the
- * table shows the median.
- * FLOPs: 4 * head_dim per visible (query, key) pair (2 for Q K^T, 2 for P V), times batch and
- * q_heads. A causal run counts only the pairs with key <= query + kv_seq - seq, so its GFLOP/s
- * is comparable with a non-causal one.
- * --check adds the max relative error, max |o - ref| / max |ref|, against the float64 host
- * reference (slow at long sequences: it is O(seq^2 * head_dim) in double on one core).
- * --sgemm N times OpenBLAS SGEMM at N^3 as the CPU f32 ceiling anchor (0 turns it off).
+ * Methods: dense (exact), sale (int4 estimate + Relative Attention Score), oracle (the SALE rule
+ * on exact f32 scores: the rule's quality ceiling, as costly as dense).
+ * Timing: `warmup` untimed calls, then `repeat` timed calls, each from enqueue to clFinish on the
+ * host; medians. time_ms is the one-call pipeline; quant_ms, estimate_ms and attend_ms time the
+ * stages called one by one (attend: clsa_attention_masked without the host mask check).
+ * FLOPs: 4 * head_dim per visible (query, key) pair, times batch and q_heads; a causal run counts
+ * only the visible pairs. Sparse methods report the dense-equivalent rate (dense FLOPs / time).
+ * density = kept blocks / causally valid blocks; rel_l1_vs_dense = sum|o - o_dense| / sum|o_dense|;
+ * recall_vs_oracle = kept oracle blocks that the method also keeps / oracle blocks.
+ * --check: max |o - ref| / max |ref| against the float64 host reference (for a sparse method, the
+ * reference of attention under that method's own mask).
+ * --data npy:DIR reads DIR/q.npy, DIR/k.npy, DIR/v.npy ([B,H,L,D] or [H,L,D], float32 or float16,
+ * C order); their shape replaces the shape options.
  */
+#include "llm_data.h"
+#include "npy.h"
 #include "reference.h"
 #include "sgemm_anchor.h"
 #include "timing.h"
@@ -31,16 +38,19 @@ typedef struct options {
     int64_t seq, kv_seq, batch, heads, kv_heads, head_dim;
     clsa_dtype dtype;
     int causal, repeat, warmup, check, sgemm;
-    const char *methods, *json, *device, *style;
+    float tau;
+    int sink, local, block_q, block_k;
+    const char *methods, *json, *device, *style, *data;
 } options;
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]\n"
-            "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense]\n"
-            "                  [--repeat N] [--warmup N] [--check] [--json FILE] [--device SEL]\n"
-            "                  [--style cpu|gpu] [--sgemm N]\n");
+            "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]\n"
+            "                  [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]\n"
+            "                  [--data random|llm|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
+            "                  [--device SEL] [--style cpu|gpu] [--sgemm N]\n");
     exit(2);
 }
 
@@ -57,7 +67,8 @@ static int64_t parse_int(const char *flag, const char *text)
 
 static options parse(int argc, char **argv)
 {
-    options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, "dense", NULL, NULL, NULL};
+    options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0.004f, 32, 256, 64, 32,
+                 "dense", NULL, NULL, NULL, "random"};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -71,7 +82,13 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--repeat")) o.repeat = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--warmup")) o.warmup = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--sgemm")) o.sgemm = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--sink")) o.sink = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--local")) o.local = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--block-q")) o.block_q = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--block-k")) o.block_k = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--tau")) o.tau = strtof(TAKE(), NULL);
         else if (!strcmp(a, "--method")) o.methods = TAKE();
+        else if (!strcmp(a, "--data")) o.data = TAKE();
         else if (!strcmp(a, "--json")) o.json = TAKE();
         else if (!strcmp(a, "--device")) o.device = TAKE();
         else if (!strcmp(a, "--style")) o.style = TAKE();
@@ -105,158 +122,361 @@ static void die(clsa_context *ctx, clsa_status st, const char *what)
     exit(1);
 }
 
-/* Fills a storage array with N(0, 1) values from a fixed-seed generator (bench runs repeat). */
-static void *random_tensor(clsa_dtype dtype, int64_t n, uint64_t seed)
+static void *xmalloc(size_t n)
 {
-    void *data = malloc((size_t)n * clsa_dtype_size(dtype));
-    if (!data) {
+    void *p = malloc(n ? n : 1);
+    if (!p) {
         fprintf(stderr, "clsa-bench: out of host memory\n");
         exit(1);
     }
+    return p;
+}
+
+/* N(0, 1) values from a fixed-seed generator, so bench runs repeat. */
+static void random_fill(void *data, clsa_dtype dtype, int64_t n, uint64_t seed)
+{
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int64_t i = 0; i < n; i += 2) {
+    for (int64_t i = 0; i < n; ++i) {
         double u[2];
         for (int k = 0; k < 2; ++k) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             u[k] = ((double)(x >> 11) + 0.5) * 0x1.0p-53;
         }
-        const double r = sqrt(-2.0 * log(u[0]));
-        ref_store(data, dtype, i, (float)(r * cos(6.283185307179586 * u[1])));
-        if (i + 1 < n)
-            ref_store(data, dtype, i + 1, (float)(r * sin(6.283185307179586 * u[1])));
+        ref_store(data, dtype, i, (float)(sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1])));
     }
-    return data;
+}
+
+/* Loads DIR/name.npy into storage of dtype; sets or checks the [B, H, L, D] dims. */
+static void *load_npy(const char *dir, const char *name, clsa_dtype dtype, int64_t dims[4])
+{
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    npy_array a;
+    if (npy_read(path, &a, err, sizeof err) != 0) {
+        fprintf(stderr, "clsa-bench: %s\n", err);
+        exit(1);
+    }
+    if (a.ndim != 3 && a.ndim != 4) {
+        fprintf(stderr, "clsa-bench: %s: expected [B,H,L,D] or [H,L,D], got %d dimensions\n", path, a.ndim);
+        exit(1);
+    }
+    const int64_t got[4] = {a.ndim == 4 ? a.shape[0] : 1, a.shape[a.ndim - 3], a.shape[a.ndim - 2], a.shape[a.ndim - 1]};
+    memcpy(dims, got, sizeof got);
+    void *out = xmalloc((size_t)a.count * clsa_dtype_size(dtype));
+    for (int64_t i = 0; i < a.count; ++i) {
+        float x;
+        if (a.is_f16) {
+            uint16_t h;
+            memcpy(&h, (const char *)a.data + 2 * i, 2);
+            x = ref_f16_to_f32(h);
+        } else {
+            memcpy(&x, (const char *)a.data + 4 * i, 4);
+        }
+        ref_store(out, dtype, i, x);
+    }
+    npy_free(&a);
+    return out;
 }
 
 typedef struct result {
-    char method[32];
-    double time_ms, gflops, max_rel_err;
+    char method[16];
+    int sparse;
+    double time_ms, quant_ms, estimate_ms, attend_ms, gflops, density, rel_l1, max_abs, recall, max_rel_err;
+    uint8_t *bitmap; /* kept blocks, for recall */
 } result;
+
+typedef struct bench {
+    options o;
+    clsa_context *ctx;
+    cl_context clc;
+    cl_command_queue queue;
+    clsa_shape shape;
+    cl_mem q, k, v, out;
+    void *hq, *hk, *hv;
+    size_t out_bytes;
+} bench;
+
+static double time_calls(bench *b, int reps, int warmup, clsa_status (*call)(bench *, void *), void *arg)
+{
+    double *t = xmalloc(sizeof(double) * (size_t)reps);
+    for (int r = -warmup; r < reps; ++r) {
+        const double t0 = bench_now_ms();
+        clsa_status st = call(b, arg);
+        if (st)
+            die(b->ctx, st, "a timed call");
+        clFinish(b->queue);
+        if (r >= 0)
+            t[r] = bench_now_ms() - t0;
+    }
+    const double m = bench_median(t, (size_t)reps);
+    free(t);
+    return m;
+}
+
+typedef struct call_args {
+    clsa_plan *plan;
+    cl_mem ws;
+} call_args;
+
+static clsa_status call_full(bench *b, void *a_)
+{
+    call_args *a = a_;
+    return clsa_attention(a->plan, b->queue, b->q, b->k, b->v, b->out, a->ws, 0, NULL, NULL);
+}
+static clsa_status call_quant(bench *b, void *a_)
+{
+    call_args *a = a_;
+    return clsa_quantize(a->plan, b->queue, b->q, b->k, a->ws, 0, NULL, NULL);
+}
+static clsa_status call_estimate(bench *b, void *a_)
+{
+    call_args *a = a_;
+    return clsa_estimate_mask(a->plan, b->queue, b->q, b->k, a->ws, NULL, 0, NULL, NULL);
+}
+static clsa_status call_attend(bench *b, void *a_)
+{
+    call_args *a = a_;
+    return clsa_attention_masked(a->plan, b->queue, b->q, b->k, b->v, b->out, a->ws, NULL, CLSA_MASK_TRUST, 0, NULL, NULL);
+}
+
+/* Reads a plan's workspace mask as a bitmap [rows][num_k_blocks]. */
+static uint8_t *read_bitmap(bench *b, clsa_plan *plan, cl_mem ws)
+{
+    clsa_mask_geometry g;
+    clsa_block_mask m;
+    clsa_plan_mask_geometry(plan, &g);
+    clsa_plan_workspace_mask(plan, ws, &m);
+    int32_t *counts = xmalloc(g.counts_bytes), *indices = xmalloc(g.indices_bytes);
+    clEnqueueReadBuffer(b->queue, ws, CL_TRUE, m.counts_offset, g.counts_bytes, counts, 0, NULL, NULL);
+    clEnqueueReadBuffer(b->queue, ws, CL_TRUE, m.indices_offset, g.indices_bytes, indices, 0, NULL, NULL);
+    uint8_t *bitmap = xmalloc((size_t)(g.rows * g.num_k_blocks));
+    clsa_status st = clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap);
+    if (st)
+        die(b->ctx, st, "reading the mask");
+    free(counts), free(indices);
+    return bitmap;
+}
+
+static void run_method(bench *b, const char *name, result *res, const float *dense_out)
+{
+    const options *o = &b->o;
+    memset(res, 0, sizeof *res);
+    snprintf(res->method, sizeof res->method, "%s", name);
+    clsa_sparsity sp;
+    clsa_method method = !strcmp(name, "dense") ? CLSA_METHOD_DENSE : !strcmp(name, "sale") ? CLSA_METHOD_SALE
+                       : !strcmp(name, "oracle") ? CLSA_METHOD_SALE_EXACT : (clsa_method)-1;
+    if ((int)method < 0) {
+        fprintf(stderr, "clsa-bench: unknown method \"%s\" (dense, sale, oracle)\n", name);
+        exit(2);
+    }
+    clsa_sparsity_init(&sp, method);
+    sp.tau = o->tau, sp.sink_tokens = o->sink, sp.local_tokens = o->local, sp.block_q = o->block_q, sp.block_k = o->block_k;
+    clsa_plan *plan = NULL;
+    clsa_status st = clsa_plan_create(b->ctx, &b->shape, &sp, &plan);
+    if (st)
+        die(b->ctx, st, "clsa_plan_create");
+    cl_int err = CL_SUCCESS;
+    call_args a = {plan, clCreateBuffer(b->clc, CL_MEM_READ_WRITE, clsa_plan_workspace_size(plan), NULL, &err)};
+    if (err)
+        die(b->ctx, (clsa_status)err, "allocating the workspace");
+    res->sparse = method != CLSA_METHOD_DENSE;
+    res->time_ms = time_calls(b, o->repeat, o->warmup, call_full, &a);
+    res->gflops = ref_attention_flops(&b->shape) / (res->time_ms * 1e6);
+    res->density = 1.0;
+    res->attend_ms = res->time_ms;
+    res->max_rel_err = NAN;
+    res->recall = NAN;
+    if (res->sparse) {
+        if (method == CLSA_METHOD_SALE)
+            res->quant_ms = time_calls(b, o->repeat, 0, call_quant, &a);
+        res->estimate_ms = time_calls(b, o->repeat, 0, call_estimate, &a);
+        res->attend_ms = time_calls(b, o->repeat, 0, call_attend, &a);
+        double *density = xmalloc(sizeof(double) * (size_t)b->shape.q_heads), kept = 0.0;
+        st = clsa_mask_density(plan, b->queue, a.ws, NULL, density);
+        if (st)
+            die(b->ctx, st, "clsa_mask_density");
+        for (int64_t h = 0; h < b->shape.q_heads; ++h)
+            kept += density[h];
+        res->density = kept / (double)b->shape.q_heads; /* every head has the same valid blocks */
+        free(density);
+        res->bitmap = read_bitmap(b, plan, a.ws);
+    }
+    float *out = xmalloc(b->out_bytes);
+    clEnqueueReadBuffer(b->queue, b->out, CL_TRUE, 0, b->out_bytes, out, 0, NULL, NULL);
+    if (dense_out) {
+        const int64_t n = (int64_t)(b->out_bytes / clsa_dtype_size(b->shape.dtype));
+        double diff = 0.0, ref = 0.0, max_abs = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+            const double x = ref_load(out, b->shape.dtype, i), y = ref_load(dense_out, b->shape.dtype, i);
+            diff += fabs(x - y);
+            ref += fabs(y);
+            max_abs = fmax(max_abs, fabs(x - y));
+        }
+        res->rel_l1 = ref > 0 ? diff / ref : diff;
+        res->max_abs = max_abs;
+    }
+    if (o->check) {
+        const clsa_shape *ps = clsa_plan_shape(plan);
+        double *want = xmalloc(sizeof(double) * (size_t)(b->out_bytes / clsa_dtype_size(b->shape.dtype)));
+        ref_attention(ps, b->hq, b->hk, b->hv, res->bitmap, o->block_q, o->block_k, want);
+        res->max_rel_err = ref_max_rel_error(ps, out, want);
+        free(want);
+    }
+    free(out);
+    clReleaseMemObject(a.ws);
+    clsa_plan_release(plan);
+}
 
 int main(int argc, char **argv)
 {
-    options o = parse(argc, argv);
-    if (o.device)
-        setenv("CLSA_DEVICE", o.device, 1);
+    bench b = {0};
+    b.o = parse(argc, argv);
+    options *o = &b.o;
+    if (o->device)
+        setenv("CLSA_DEVICE", o->device, 1);
     clsa_context_options copt = {0};
-    if (o.style)
-        copt.kernel_style = !strcmp(o.style, "cpu") ? CLSA_STYLE_CPU : !strcmp(o.style, "gpu") ? CLSA_STYLE_GPU : (usage(), CLSA_STYLE_AUTO);
-    clsa_context *ctx = NULL;
-    clsa_status st = clsa_context_create_default(&copt, &ctx);
+    if (o->style)
+        copt.kernel_style = !strcmp(o->style, "cpu") ? CLSA_STYLE_CPU : !strcmp(o->style, "gpu") ? CLSA_STYLE_GPU : (usage(), CLSA_STYLE_AUTO);
+    clsa_status st = clsa_context_create_default(&copt, &b.ctx);
     if (st)
         die(NULL, st, "creating a context (is an OpenCL device installed?)");
 
-    clsa_shape shape = clsa_shape_make(o.batch, o.heads, o.kv_heads, o.seq, o.kv_seq, o.head_dim, o.dtype, o.causal);
-    const int64_t nq = o.batch * o.heads * o.seq * o.head_dim, nkv = o.batch * o.kv_heads * o.kv_seq * o.head_dim;
-    const size_t es = clsa_dtype_size(o.dtype);
-    void *hq = random_tensor(o.dtype, nq, 1), *hk = random_tensor(o.dtype, nkv, 2), *hv = random_tensor(o.dtype, nkv, 3);
-    void *ho = malloc((size_t)nq * es);
-    cl_int err = CL_SUCCESS;
-    cl_context clc = clsa_context_cl_context(ctx);
-    cl_command_queue queue = clCreateCommandQueue(clc, clsa_context_device(ctx), 0, &err);
-    cl_mem q = clCreateBuffer(clc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nq * es, hq, &err);
-    cl_mem k = clCreateBuffer(clc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nkv * es, hk, &err);
-    cl_mem v = clCreateBuffer(clc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nkv * es, hv, &err);
-    cl_mem out = clCreateBuffer(clc, CL_MEM_READ_WRITE, (size_t)nq * es, NULL, &err);
-    if (err)
-        die(ctx, (clsa_status)err, "allocating device buffers");
-
-    printf("device: %s (%s kernels)\n", clsa_context_device_name(ctx),
-           clsa_context_kernel_style(ctx) == CLSA_STYLE_CPU ? "cpu" : "gpu");
-    printf("shape: batch %lld, heads %lld/%lld, seq %lld, kv_seq %lld, head_dim %lld, %s, %s\n",
-           (long long)o.batch, (long long)o.heads, (long long)o.kv_heads, (long long)o.seq, (long long)o.kv_seq,
-           (long long)o.head_dim, dtype_name(o.dtype), o.causal ? "causal" : "non-causal");
-
-    double *want = NULL;
-    result results[8];
-    int nresults = 0;
-    const double flops = ref_attention_flops(&shape);
-    char methods[256];
-    snprintf(methods, sizeof methods, "%s", o.methods);
-    for (char *save = NULL, *m = strtok_r(methods, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
-        if (strcmp(m, "dense") != 0) {
-            fprintf(stderr, "clsa-bench: unknown method \"%s\" (this version has: dense)\n", m);
-            return 2;
+    if (!strncmp(o->data, "npy:", 4)) {
+        int64_t dq[4], dk[4], dv[4];
+        b.hq = load_npy(o->data + 4, "q", o->dtype, dq);
+        b.hk = load_npy(o->data + 4, "k", o->dtype, dk);
+        b.hv = load_npy(o->data + 4, "v", o->dtype, dv);
+        if (memcmp(dk, dv, sizeof dk) || dq[0] != dk[0] || dq[3] != dk[3]) {
+            fprintf(stderr, "clsa-bench: q, k and v shapes do not fit together\n");
+            return 1;
         }
-        clsa_plan *plan = NULL;
-        st = clsa_plan_create(ctx, &shape, NULL, &plan);
-        if (st)
-            die(ctx, st, "clsa_plan_create");
-        cl_mem ws = clCreateBuffer(clc, CL_MEM_READ_WRITE, clsa_plan_workspace_size(plan), NULL, &err);
-        if (err)
-            die(ctx, (clsa_status)err, "allocating the workspace");
-        double *t = calloc((size_t)o.repeat, sizeof *t);
-        for (int r = -o.warmup; r < o.repeat; ++r) {
-            double t0 = bench_now_ms();
-            st = clsa_attention(plan, queue, q, k, v, out, ws, 0, NULL, NULL);
-            if (st)
-                die(ctx, st, "clsa_attention");
-            clFinish(queue);
-            if (r >= 0)
-                t[r] = bench_now_ms() - t0;
-        }
-        result *res = &results[nresults++];
-        snprintf(res->method, sizeof res->method, "%s", m);
-        res->time_ms = bench_median(t, (size_t)o.repeat);
-        res->gflops = flops / (res->time_ms * 1e6);
-        res->max_rel_err = NAN;
-        if (o.check) {
-            clEnqueueReadBuffer(queue, out, CL_TRUE, 0, (size_t)nq * es, ho, 0, NULL, NULL);
-            if (!want) {
-                want = malloc(sizeof(double) * (size_t)nq);
-                ref_attention(&shape, hq, hk, hv, NULL, 0, 0, want);
-            }
-            res->max_rel_err = ref_max_rel_error(&shape, ho, want);
-        }
-        free(t);
-        clReleaseMemObject(ws);
-        clsa_plan_release(plan);
+        o->batch = dq[0], o->heads = dq[1], o->seq = dq[2], o->head_dim = dq[3], o->kv_heads = dk[1], o->kv_seq = dk[2];
+    } else if (strcmp(o->data, "random") && strcmp(o->data, "llm")) {
+        usage();
     }
+    b.shape = clsa_shape_make(o->batch, o->heads, o->kv_heads, o->seq, o->kv_seq, o->head_dim, o->dtype, o->causal);
+    const int64_t nq = o->batch * o->heads * o->seq * o->head_dim, nkv = o->batch * o->kv_heads * o->kv_seq * o->head_dim;
+    const size_t es = clsa_dtype_size(o->dtype);
+    if (!b.hq) {
+        b.hq = xmalloc((size_t)nq * es), b.hk = xmalloc((size_t)nkv * es), b.hv = xmalloc((size_t)nkv * es);
+        if (!strcmp(o->data, "llm")) {
+            llm_data_generate(&b.shape, 1, b.hq, b.hk, b.hv);
+        } else {
+            random_fill(b.hq, o->dtype, nq, 1);
+            random_fill(b.hk, o->dtype, nkv, 2);
+            random_fill(b.hv, o->dtype, nkv, 3);
+        }
+    }
+    cl_int err = CL_SUCCESS;
+    b.clc = clsa_context_cl_context(b.ctx);
+    b.out_bytes = (size_t)nq * es;
+    b.queue = clCreateCommandQueue(b.clc, clsa_context_device(b.ctx), 0, &err);
+    b.q = clCreateBuffer(b.clc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nq * es, b.hq, &err);
+    b.k = clCreateBuffer(b.clc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nkv * es, b.hk, &err);
+    b.v = clCreateBuffer(b.clc, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, (size_t)nkv * es, b.hv, &err);
+    b.out = clCreateBuffer(b.clc, CL_MEM_READ_WRITE, b.out_bytes, NULL, &err);
+    if (err)
+        die(b.ctx, (clsa_status)err, "allocating device buffers");
 
-    const double sgemm = o.sgemm > 0 ? bench_sgemm_gflops(o.sgemm, 3) : -1.0;
-    printf("\n%-10s %12s %10s %14s %16s\n", "method", "median ms", "GFLOP/s", "vs SGEMM", "max rel err");
-    for (int i = 0; i < nresults; ++i) {
-        char vs[32] = "-", e[32] = "-";
-        if (sgemm > 0)
-            snprintf(vs, sizeof vs, "%.3f", results[i].gflops / sgemm);
-        if (!isnan(results[i].max_rel_err))
-            snprintf(e, sizeof e, "%.3g", results[i].max_rel_err);
-        printf("%-10s %12.3f %10.2f %14s %16s\n", results[i].method, results[i].time_ms, results[i].gflops, vs, e);
+    printf("device: %s (%s kernels)\n", clsa_context_device_name(b.ctx),
+           clsa_context_kernel_style(b.ctx) == CLSA_STYLE_CPU ? "cpu" : "gpu");
+    printf("shape: batch %lld, heads %lld/%lld, seq %lld, kv_seq %lld, head_dim %lld, %s, %s; data %s\n",
+           (long long)o->batch, (long long)o->heads, (long long)o->kv_heads, (long long)o->seq, (long long)o->kv_seq,
+           (long long)o->head_dim, dtype_name(o->dtype), o->causal ? "causal" : "non-causal", o->data);
+
+    /* Dense runs first: its output and time are what the sparse methods are compared with. */
+    char list[256];
+    snprintf(list, sizeof list, "%s", o->methods);
+    int want_sparse = strstr(list, "sale") || strstr(list, "oracle");
+    result results[8];
+    int nres = 0;
+    float *dense_out = NULL;
+    double dense_ms = NAN;
+    if (want_sparse || strstr(list, "dense")) {
+        run_method(&b, "dense", &results[nres], NULL);
+        dense_ms = results[nres].time_ms;
+        dense_out = xmalloc(b.out_bytes);
+        clEnqueueReadBuffer(b.queue, b.out, CL_TRUE, 0, b.out_bytes, dense_out, 0, NULL, NULL);
+        nres++;
+    }
+    for (char *save = NULL, *m = strtok_r(list, ",", &save); m && nres < 8; m = strtok_r(NULL, ",", &save))
+        if (strcmp(m, "dense") != 0)
+            run_method(&b, m, &results[nres++], dense_out);
+    /* Recall against the oracle's mask (computed untimed when oracle was not asked for). */
+    const uint8_t *oracle = NULL;
+    result extra;
+    for (int i = 0; i < nres; ++i)
+        if (!strcmp(results[i].method, "oracle"))
+            oracle = results[i].bitmap;
+    if (!oracle && want_sparse) {
+        int keep_repeat = o->repeat, keep_warm = o->warmup, keep_check = o->check;
+        o->repeat = 1, o->warmup = 0, o->check = 0;
+        run_method(&b, "oracle", &extra, NULL);
+        o->repeat = keep_repeat, o->warmup = keep_warm, o->check = keep_check;
+        oracle = extra.bitmap;
+    }
+    const int64_t mask_elems = o->batch * o->heads * ((o->seq + o->block_q - 1) / o->block_q) *
+                               ((o->kv_seq + o->block_k - 1) / o->block_k);
+    for (int i = 0; i < nres; ++i)
+        if (results[i].bitmap && oracle) {
+            int64_t in = 0, found = 0;
+            for (int64_t e = 0; e < mask_elems; ++e) {
+                in += oracle[e];
+                found += oracle[e] && results[i].bitmap[e];
+            }
+            results[i].recall = in ? (double)found / (double)in : 1.0;
+        }
+
+    const double sgemm = o->sgemm > 0 ? bench_sgemm_gflops(o->sgemm, 3) : -1.0;
+    printf("\n%-7s %10s %9s %8s %9s %9s %9s %8s %8s %9s %8s %10s\n", "method", "median ms", "GFLOP/s", "density",
+           "quant ms", "estim ms", "attend ms", "speedup", "rel_l1", "max_abs", "recall", "max_rel_err");
+    for (int i = 0; i < nres; ++i) {
+        const result *r = &results[i];
+        printf("%-7s %10.3f %9.2f %8.4f %9.3f %9.3f %9.3f %8.3f %8.2g %9.2g %8.4f %10.3g\n", r->method, r->time_ms,
+               r->gflops, r->density, r->quant_ms, r->estimate_ms, r->attend_ms, dense_ms / r->time_ms, r->rel_l1,
+               r->max_abs, r->recall, r->max_rel_err);
     }
     if (sgemm > 0)
-        printf("%-10s %12s %10.2f %14s %16s   (OpenBLAS %d^3, the CPU f32 ceiling)\n", "sgemm", "-", sgemm, "1.000", "-", o.sgemm);
+        printf("sgemm: OpenBLAS %d^3 at %.2f GFLOP/s (the CPU f32 ceiling); dense reaches %.3f of it\n", o->sgemm, sgemm,
+               nres ? results[0].gflops / sgemm : 0.0);
+    for (int i = 0; i < nres; ++i)
+        if (results[i].sparse)
+            printf("%s: overhead (quant + estimate) / dense = %.3f; attend / (dense x density) = %.3f\n",
+                   results[i].method, (results[i].quant_ms + results[i].estimate_ms) / dense_ms,
+                   results[i].attend_ms / (dense_ms * results[i].density));
 
-    if (o.json) {
-        FILE *f = fopen(o.json, "w");
+    if (o->json) {
+        FILE *f = fopen(o->json, "w");
         if (!f) {
-            fprintf(stderr, "clsa-bench: cannot write %s\n", o.json);
+            fprintf(stderr, "clsa-bench: cannot write %s\n", o->json);
             return 1;
         }
         fprintf(f, "[\n");
-        for (int i = 0; i < nresults; ++i) {
+        for (int i = 0; i < nres; ++i) {
             const result *r = &results[i];
             fprintf(f,
-                    "  {\"method\": \"%s\", \"device\": \"%s\", \"style\": \"%s\", \"batch\": %lld, \"seq\": %lld, "
-                    "\"kv_seq\": %lld, \"heads\": %lld, \"kv_heads\": %lld, \"head_dim\": %lld, \"dtype\": \"%s\", "
-                    "\"causal\": %s, \"time_ms\": %.6f, \"gflops\": %.4f",
-                    r->method, clsa_context_device_name(ctx),
-                    clsa_context_kernel_style(ctx) == CLSA_STYLE_CPU ? "cpu" : "gpu", (long long)o.batch,
-                    (long long)o.seq, (long long)o.kv_seq, (long long)o.heads, (long long)o.kv_heads,
-                    (long long)o.head_dim, dtype_name(o.dtype), o.causal ? "true" : "false", r->time_ms, r->gflops);
+                    "  {\"method\": \"%s\", \"device\": \"%s\", \"style\": \"%s\", \"data\": \"%s\", \"batch\": %lld, "
+                    "\"seq\": %lld, \"kv_seq\": %lld, \"heads\": %lld, \"kv_heads\": %lld, \"head_dim\": %lld, "
+                    "\"dtype\": \"%s\", \"causal\": %s, \"time_ms\": %.6f, \"gflops\": %.4f, \"tau\": %g, "
+                    "\"sink\": %d, \"local\": %d, \"block_q\": %d, \"block_k\": %d, \"density\": %.6f, "
+                    "\"quant_ms\": %.6f, \"estimate_ms\": %.6f, \"attend_ms\": %.6f, \"speedup_vs_dense\": %.6f",
+                    r->method, clsa_context_device_name(b.ctx),
+                    clsa_context_kernel_style(b.ctx) == CLSA_STYLE_CPU ? "cpu" : "gpu", o->data, (long long)o->batch,
+                    (long long)o->seq, (long long)o->kv_seq, (long long)o->heads, (long long)o->kv_heads,
+                    (long long)o->head_dim, dtype_name(o->dtype), o->causal ? "true" : "false", r->time_ms, r->gflops,
+                    r->sparse ? (double)o->tau : 0.0, o->sink, o->local, o->block_q, o->block_k, r->density,
+                    r->quant_ms, r->estimate_ms, r->attend_ms, dense_ms / r->time_ms);
+            if (r->sparse)
+                fprintf(f, ", \"rel_l1_vs_dense\": %.6g, \"max_abs_vs_dense\": %.6g, \"recall_vs_oracle\": %.6f",
+                        r->rel_l1, r->max_abs, r->recall);
             if (!isnan(r->max_rel_err))
                 fprintf(f, ", \"max_rel_err_vs_ref\": %.6g", r->max_rel_err);
             if (sgemm > 0)
                 fprintf(f, ", \"sgemm_gflops\": %.4f, \"ratio_vs_sgemm\": %.4f", sgemm, r->gflops / sgemm);
-            fprintf(f, "}%s\n", i + 1 < nresults ? "," : "");
+            fprintf(f, "}%s\n", i + 1 < nres ? "," : "");
         }
         fprintf(f, "]\n");
         fclose(f);
     }
-
-    free(want);
-    free(hq), free(hk), free(hv), free(ho);
-    clReleaseMemObject(q), clReleaseMemObject(k), clReleaseMemObject(v), clReleaseMemObject(out);
-    clReleaseCommandQueue(queue);
-    clsa_context_release(ctx);
     return 0;
 }
