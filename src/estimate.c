@@ -64,7 +64,8 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting row_threshold argument %u", a.index - 1);
     size_t global[2] = {(size_t)((s->q_len + 15) / 16), (size_t)(s->batch * s->q_heads)};
     cl_event thr_done = NULL;
-    clsa_status st = clsa_enqueue(plan, queue, stage->row_threshold, "row_threshold", global, NULL, num_wait,
+    const size_t tile_local[2] = {CLSA_PRIVATE_LOCAL, 1};
+    clsa_status st = clsa_enqueue(plan, queue, stage->row_threshold, "row_threshold", global, tile_local, num_wait,
                                   wait_list, &thr_done);
     if (st)
         return st;

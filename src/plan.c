@@ -233,7 +233,11 @@ clsa_status clsa_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_kerne
                          const size_t global[2], const size_t *local, cl_uint num_wait,
                          const cl_event *wait_list, cl_event *out)
 {
-    cl_int err = clEnqueueNDRangeKernel(queue, kernel, 2, NULL, global, local, num_wait, wait_list, out);
+    /* The global size is padded to a multiple of the local size; every kernel bounds-checks. */
+    size_t padded[2] = {global[0], global[1]};
+    for (int d = 0; local && d < 2; ++d)
+        padded[d] = (global[d] + local[d] - 1) / local[d] * local[d];
+    cl_int err = clEnqueueNDRangeKernel(queue, kernel, 2, NULL, padded, local, num_wait, wait_list, out);
     if (err)
         return clsa_fail(plan->ctx, (clsa_status)err, "enqueueing kernel %s", name);
     return CLSA_SUCCESS;

@@ -62,6 +62,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
     cl_long q_mean = (cl_long)L->q_mean, k_mean = (cl_long)L->k_mean, q_codes = (cl_long)L->q_codes;
     cl_long q_scales = (cl_long)L->q_scales, k_codes = (cl_long)L->k_codes, k_scales = (cl_long)L->k_scales;
     cl_long corr = (cl_long)L->k_correction;
+    const size_t local[2] = {CLSA_PRIVATE_LOCAL, 1};
     if (!st) {
         clsa_args a = {stage->quantize_q, 0, CL_SUCCESS};
         CLSA_ARG(&a, q);
@@ -75,7 +76,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
         CLSA_ARG(&a, q_scales);
         size_t global[2] = {(size_t)s->q_len, (size_t)(s->batch * s->q_heads)};
         st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting quantize_q argument %u", a.index - 1)
-                   : clsa_enqueue(plan, queue, stage->quantize_q, "quantize_q", global, NULL, 1, &means[0], &q_done);
+                   : clsa_enqueue(plan, queue, stage->quantize_q, "quantize_q", global, local, 1, &means[0], &q_done);
     }
     if (!st) {
         /* quantize_k needs both means (its corrections use mean_q), and runs after quantize_q so
@@ -97,7 +98,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
         CLSA_ARG(&a, corr);
         size_t global[2] = {(size_t)L->kv_len_padded, (size_t)(s->batch * s->kv_heads)};
         st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting quantize_k argument %u", a.index - 1)
-                   : clsa_enqueue(plan, queue, stage->quantize_k, "quantize_k", global, NULL, 3, deps, out);
+                   : clsa_enqueue(plan, queue, stage->quantize_k, "quantize_k", global, local, 3, deps, out);
     }
     for (int i = 0; i < 2; ++i)
         if (means[i])
