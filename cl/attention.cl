@@ -35,8 +35,8 @@
 #endif
 
 #define ATTENTION_ARGS                                                                             \
-    __global const STORAGE *q, __global const float *workspace, long kt_at, long v_at,             \
-        __global STORAGE *o, long q_sb, long q_sh, long q_st, long o_sb, long o_sh, long o_st,     \
+    __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *workspace,   \
+        long kt_at, long v_at, __global STORAGE *o, long o_sb, long o_sh, long o_st,               \
         int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,              \
         float scale_log2e MASK_ARGS
 

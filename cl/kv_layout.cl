@@ -7,9 +7,9 @@
  * Tokens past kv_len and channels past HEAD_DIM are written as zero, so tiles may read them.
  * Global size: (kv_len_padded, B*Hkv).
  */
-__kernel void kv_layout(__global const STORAGE *k, __global const STORAGE *v, __global float *workspace,
-                        long kt_at, long v_at, long k_sb, long k_sh, long k_st, long v_sb, long v_sh,
-                        long v_st, int kv_heads, int kv_len, int kv_len_padded, int with_v)
+__kernel void kv_layout(__global const STORAGE *k, long k_sb, long k_sh, long k_st, __global const STORAGE *v,
+                        long v_sb, long v_sh, long v_st, __global float *workspace, long kt_at, long v_at,
+                        int kv_heads, int kv_len, int kv_len_padded, int with_v)
 {
     __global float *kt = workspace + kt_at;
     __global float *vw = workspace + v_at;

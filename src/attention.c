@@ -118,18 +118,12 @@ clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa
     cl_int q_len = (cl_int)s->q_len, kv_len = (cl_int)s->kv_len;
     cl_int padded = (cl_int)plan->kv.kv_len_padded, causal = s->causal ? 1 : 0;
     cl_long kt_at = (cl_long)(plan->kv.kt_offset / 4), v_at = (cl_long)(plan->kv.v_offset / 4);
-    cl_long qs[3] = {plan->q.batch, plan->q.head, plan->q.token};
-    cl_long os[3] = {plan->o.batch, plan->o.head, plan->o.token};
     clsa_args a = {stage->kernel, 0, CL_SUCCESS};
-    CLSA_ARG(&a, q);
+    clsa_arg_tensor(&a, q, &plan->q);
     CLSA_ARG(&a, workspace);
     CLSA_ARG(&a, kt_at);
     CLSA_ARG(&a, v_at);
-    CLSA_ARG(&a, o);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(&a, qs[i]);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(&a, os[i]);
+    clsa_arg_tensor(&a, o, &plan->o);
     CLSA_ARG(&a, q_heads);
     CLSA_ARG(&a, group);
     CLSA_ARG(&a, q_len);

@@ -31,8 +31,6 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     const clsa_sparsity *sp = &plan->sparsity;
     const clsa_quant_layout *L = &plan->quant;
     const clsa_estimate_stage *stage = &plan->estimate;
-    cl_long qs[3] = {plan->q.batch, plan->q.head, plan->q.token};
-    cl_long ks[3] = {plan->k.batch, plan->k.head, plan->k.token};
     cl_int q_heads = (cl_int)s->q_heads, group = (cl_int)(s->q_heads / s->kv_heads);
     cl_int q_len = (cl_int)s->q_len, kv_len = (cl_int)s->kv_len, causal = s->causal ? 1 : 0;
     cl_int sink = sp->sink_tokens, local = sp->local_tokens, padded = (cl_int)L->kv_len_padded;
@@ -41,12 +39,8 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     cl_long thr = (cl_long)L->row_threshold;
 
     clsa_args a = {stage->row_threshold, 0, CL_SUCCESS};
-    CLSA_ARG(&a, q);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(&a, qs[i]);
-    CLSA_ARG(&a, k);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(&a, ks[i]);
+    clsa_arg_tensor(&a, q, &plan->q);
+    clsa_arg_tensor(&a, k, &plan->k);
     CLSA_ARG(&a, q_heads);
     CLSA_ARG(&a, group);
     CLSA_ARG(&a, q_len);
@@ -99,9 +93,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     CLSA_ARG(&a, indices_at);
     if (plan->sparsity.method == CLSA_METHOD_SALE_EXACT) {
         /* The oracle scores Q against the f32 K^T that the K/V layout stage wrote. */
-        CLSA_ARG(&a, q);
-        for (int i = 0; i < 3; ++i)
-            CLSA_ARG(&a, qs[i]);
+        clsa_arg_tensor(&a, q, &plan->q);
         CLSA_ARG(&a, workspace);
         CLSA_ARG(&a, kt_at);
     }

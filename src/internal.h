@@ -98,6 +98,9 @@ typedef struct clsa_args {
 } clsa_args;
 void clsa_arg(clsa_args *a, size_t size, const void *value);
 #define CLSA_ARG(a, v) clsa_arg((a), sizeof(v), &(v))
+/* A tensor's buffer followed by its batch, head and token strides (as long), the order every
+   kernel takes them in. */
+void clsa_arg_tensor(clsa_args *a, cl_mem buffer, const clsa_tensor_layout *t);
 
 /* Channels that share one int4 scale (passed to the kernels as -DQUANT_GROUP; even, so the two
    channels of a code byte share a scale). */

@@ -44,20 +44,14 @@ clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan
     const clsa_shape *s = &plan->shape;
     clsa_args a = {layout->kernel, 0, CL_SUCCESS};
     cl_int kv_heads = (cl_int)s->kv_heads, kv_len = (cl_int)s->kv_len, padded = (cl_int)layout->kv_len_padded;
-    cl_long ks[3] = {plan->k.batch, plan->k.head, plan->k.token};
-    cl_long vs[3] = {plan->v.batch, plan->v.head, plan->v.token};
     cl_int with_v = v != NULL;
     cl_mem v_arg = with_v ? v : k; /* without V, any valid buffer: the kernel does not touch it */
-    CLSA_ARG(&a, k);
-    CLSA_ARG(&a, v_arg);
     cl_long kt_at = (cl_long)(layout->kt_offset / 4), v_at = (cl_long)(layout->v_offset / 4);
+    clsa_arg_tensor(&a, k, &plan->k);
+    clsa_arg_tensor(&a, v_arg, with_v ? &plan->v : &plan->k);
     CLSA_ARG(&a, workspace);
     CLSA_ARG(&a, kt_at);
     CLSA_ARG(&a, v_at);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(&a, ks[i]);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(&a, vs[i]);
     CLSA_ARG(&a, kv_heads);
     CLSA_ARG(&a, kv_len);
     CLSA_ARG(&a, padded);

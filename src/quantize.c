@@ -27,12 +27,10 @@ static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, c
                                 const cl_event *wait_list, cl_event *out)
 {
     const clsa_quantize_stage *stage = &plan->quantize;
-    cl_long s[3] = {t->batch, t->head, t->token}, at = (cl_long)mean_at;
+    cl_long at = (cl_long)mean_at;
     cl_int heads = (cl_int)t->heads, len = (cl_int)t->len;
     clsa_args a = {stage->token_mean, 0, CL_SUCCESS};
-    CLSA_ARG(&a, x);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(&a, s[i]);
+    clsa_arg_tensor(&a, x, t);
     CLSA_ARG(&a, heads);
     CLSA_ARG(&a, len);
     CLSA_ARG(&a, workspace);
@@ -54,8 +52,6 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
     if (!st)
         st = enqueue_mean(plan, queue, workspace, k, &plan->k, L->k_mean, num_wait, wait_list, &means[1]);
 
-    cl_long qs[3] = {plan->q.batch, plan->q.head, plan->q.token};
-    cl_long ks[3] = {plan->k.batch, plan->k.head, plan->k.token};
     cl_int q_heads = (cl_int)s->q_heads, q_len = (cl_int)s->q_len, kv_heads = (cl_int)s->kv_heads;
     cl_int group = (cl_int)(s->q_heads / s->kv_heads), kv_len = (cl_int)s->kv_len;
     cl_int padded = (cl_int)L->kv_len_padded;
@@ -65,9 +61,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
     const size_t local[2] = {CLSA_PRIVATE_LOCAL, 1};
     if (!st) {
         clsa_args a = {stage->quantize_q, 0, CL_SUCCESS};
-        CLSA_ARG(&a, q);
-        for (int i = 0; i < 3; ++i)
-            CLSA_ARG(&a, qs[i]);
+        clsa_arg_tensor(&a, q, &plan->q);
         CLSA_ARG(&a, q_heads);
         CLSA_ARG(&a, q_len);
         CLSA_ARG(&a, workspace);
@@ -83,9 +77,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
            that the returned event covers the whole stage. */
         cl_event deps[3] = {means[0], means[1], q_done};
         clsa_args a = {stage->quantize_k, 0, CL_SUCCESS};
-        CLSA_ARG(&a, k);
-        for (int i = 0; i < 3; ++i)
-            CLSA_ARG(&a, ks[i]);
+        clsa_arg_tensor(&a, k, &plan->k);
         CLSA_ARG(&a, kv_heads);
         CLSA_ARG(&a, group);
         CLSA_ARG(&a, kv_len);

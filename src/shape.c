@@ -156,3 +156,11 @@ void clsa_arg(clsa_args *a, size_t size, const void *value)
         a->err = clSetKernelArg(a->kernel, a->index, size, value);
     a->index++;
 }
+
+void clsa_arg_tensor(clsa_args *a, cl_mem buffer, const clsa_tensor_layout *t)
+{
+    const cl_long strides[3] = {t->batch, t->head, t->token};
+    CLSA_ARG(a, buffer);
+    for (int i = 0; i < 3; ++i)
+        CLSA_ARG(a, strides[i]);
+}

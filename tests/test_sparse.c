@@ -38,9 +38,22 @@ static clsa_plan *make_plan(clsa_context *ctx, const clsa_shape *s, const clsa_s
     return plan;
 }
 
-/* Replaces the random inputs of b with LLM-like data. */
-static void fill_llm(harness_buffers *b, const clsa_shape *s, uint64_t stream)
+/* SALE defaults; at the oclgrind setup's small shapes, windows and blocks small enough that some
+   blocks are estimated rather than forced. */
+static clsa_sparsity sale_settings(clsa_method method)
 {
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, method);
+    if (harness_small)
+        sp.local_tokens = 16, sp.sink_tokens = 8, sp.block_q = 16, sp.block_k = 16;
+    return sp;
+}
+
+/* Device buffers for s holding seeded LLM-like data. */
+static void llm_buffers(clsa_context *ctx, const clsa_shape *s, uint64_t stream, harness_buffers *b)
+{
+    harness_rng rng = harness_rng_make(stream);
+    harness_buffers_make(ctx, s, &rng, b);
     llm_data_generate(s, harness_seed ^ stream, b->hq, b->hk, b->hv);
     assert_int_equal(clEnqueueWriteBuffer(b->queue, b->q, CL_TRUE, 0, b->q_bytes, b->hq, 0, NULL, NULL), CL_SUCCESS);
     assert_int_equal(clEnqueueWriteBuffer(b->queue, b->k, CL_TRUE, 0, b->k_bytes, b->hk, 0, NULL, NULL), CL_SUCCESS);
@@ -272,10 +285,8 @@ static int64_t disagreements(const uint8_t *got, const uint8_t *want, const doub
 
 static void check_estimate(clsa_context *ctx, clsa_shape s, clsa_sparsity sp, uint64_t stream)
 {
-    harness_rng rng = harness_rng_make(stream);
     harness_buffers b;
-    harness_buffers_make(ctx, &s, &rng, &b);
-    fill_llm(&b, &s, stream);
+    llm_buffers(ctx, &s, stream, &b);
     code_scores codes;
     clsa_plan *plan = NULL;
     uint8_t *got = device_mask(ctx, &s, &sp, &b, &codes, NULL, &plan);
@@ -314,12 +325,9 @@ static void test_estimate_matches_host(void **state)
 {
     (void)state;
     clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
-    clsa_sparsity sp;
-    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
     const int64_t L = harness_small ? 80 : 700;
-    if (harness_small)
-        sp.local_tokens = 16, sp.sink_tokens = 8, sp.block_q = 16, sp.block_k = 16;
-    else
+    if (!harness_small)
         sp.local_tokens = 64;
     check_estimate(ctx, clsa_shape_make(1, 4, 2, L, L, 64, CLSA_F32, 1), sp, 21);
     sp.block_q = 32, sp.block_k = 64;
@@ -342,17 +350,11 @@ static void test_recall_vs_oracle(void **state)
     /* Two independent sequences of 4 heads (one of each role): recall is a ratio over the kept
        blocks, and one sequence alone varies from seed to seed by about +-0.005. */
     clsa_shape s = clsa_shape_make(2, 4, 2, L, L, harness_small ? 32 : 128, CLSA_F32, 1);
-    clsa_sparsity sp;
-    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
-    if (harness_small)
-        sp.local_tokens = 16, sp.sink_tokens = 8, sp.block_q = 16, sp.block_k = 16;
-    harness_rng rng = harness_rng_make(31);
+    clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
     harness_buffers b;
-    harness_buffers_make(ctx, &s, &rng, &b);
-    fill_llm(&b, &s, 31);
+    llm_buffers(ctx, &s, 31, &b);
     uint8_t *sale = device_mask(ctx, &s, &sp, &b, NULL, NULL, NULL);
-    clsa_sparsity exact = sp;
-    exact.method = CLSA_METHOD_SALE_EXACT;
+    clsa_sparsity exact = sale_settings(CLSA_METHOD_SALE_EXACT);
     uint8_t *oracle_dev = device_mask(ctx, &s, &exact, &b, NULL, NULL, NULL);
 
     float tau[4] = {sp.tau, sp.tau, sp.tau, sp.tau};
@@ -520,14 +522,9 @@ static void test_pipeline(void **state)
     clsa_context *ctx = harness_context((clsa_kernel_style)(intptr_t)*state);
     const int64_t L = harness_small ? 48 : 1024;
     clsa_shape s = clsa_shape_make(1, 4, 2, L, L, harness_small ? 16 : 64, CLSA_F32, 1);
-    clsa_sparsity sp;
-    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
-    if (harness_small)
-        sp.local_tokens = 16, sp.sink_tokens = 8, sp.block_q = 16, sp.block_k = 16;
-    harness_rng rng = harness_rng_make(41);
+    clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
     harness_buffers b;
-    harness_buffers_make(ctx, &s, &rng, &b);
-    fill_llm(&b, &s, 41);
+    llm_buffers(ctx, &s, 41, &b);
     clsa_plan *plan = make_plan(ctx, &s, &sp);
     cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
     cl_event done = NULL;
