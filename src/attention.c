@@ -93,17 +93,9 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
         snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_GPU -DGROUP_SIZE=%d -DKEY_TILE=%d", sparse,
                  t.gpu_group_size, key_tile);
     }
-    char options[512];
-    clsa_format_options(options, sizeof options, shape, extra);
-    cl_program program;
-    st = clsa_program_get(ctx, "attention", clsa_cl_attention, options, &program);
-    if (st)
-        return st;
-    cl_int err = CL_SUCCESS;
-    out->kernel = clCreateKernel(program, "attention", &err);
-    if (err)
-        return clsa_fail(ctx, (clsa_status)err, "clCreateKernel(attention)");
-    return CLSA_SUCCESS;
+    const char *const names[1] = {"attention"};
+    cl_kernel *const kernels[1] = {&out->kernel};
+    return clsa_stage_kernels(ctx, "attention", clsa_cl_attention, shape, extra, names, kernels, 1);
 }
 
 clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa_plan *plan,

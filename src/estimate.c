@@ -6,21 +6,12 @@
 clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sp,
                                clsa_estimate_stage *out)
 {
-    char extra[128], options[512];
+    char extra[128];
     snprintf(extra, sizeof extra, "-DBLOCK_Q=%d -DBLOCK_K=%d -DEXACT=%d", sp->block_q, sp->block_k,
              sp->method == CLSA_METHOD_SALE_EXACT ? 1 : 0);
-    clsa_format_options(options, sizeof options, shape, extra);
-    cl_program program;
-    clsa_status st = clsa_program_get(ctx, "estimate", clsa_cl_estimate, options, &program);
-    if (st)
-        return st;
-    cl_int err = CL_SUCCESS;
-    out->row_threshold = clCreateKernel(program, "row_threshold", &err);
-    if (!err)
-        out->estimate_mask = clCreateKernel(program, "estimate_mask", &err);
-    if (err)
-        return clsa_fail(ctx, (clsa_status)err, "clCreateKernel(estimate)");
-    return CLSA_SUCCESS;
+    const char *const names[2] = {"row_threshold", "estimate_mask"};
+    cl_kernel *const kernels[2] = {&out->row_threshold, &out->estimate_mask};
+    return clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, extra, names, kernels, 2);
 }
 
 clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,

@@ -63,6 +63,12 @@ clsa_status clsa_program_get(clsa_context *ctx, const char *source_name, const c
                              const char *options, cl_program *out);
 void clsa_programs_release(clsa_context *ctx);
 
+/* Builds (or reuses) the program of one stage for a shape, with the shared options plus `extra`,
+   and creates its `count` kernels by name. */
+clsa_status clsa_stage_kernels(clsa_context *ctx, const char *source_name, const char *source,
+                               const clsa_shape *shape, const char *extra, const char *const *names,
+                               cl_kernel *const *kernels, int count);
+
 /* Binary cache: load returns a built program or NULL (any failure means "not cached"). */
 cl_program clsa_cache_load(clsa_context *ctx, const char *source, const char *options);
 void clsa_cache_store(clsa_context *ctx, cl_program program, const char *source, const char *options);

@@ -17,22 +17,10 @@ clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, size
         return clsa_fail(ctx, CLSA_ERR_SIZE_OVERFLOW, "the K/V workspace size overflows");
     out->kt_offset = workspace_offset;
     out->v_offset = workspace_offset + (size_t)kt_bytes;
-    out->bytes = (size_t)(kt_bytes + v_bytes);
-    if ((cl_ulong)kt_bytes > ctx->caps.max_mem_alloc || (cl_ulong)end > ctx->caps.max_mem_alloc)
-        return clsa_fail(ctx, CLSA_ERR_DEVICE_UNSUPPORTED,
-                         "the workspace needs %lld bytes but device \"%s\" allocates at most %llu per buffer",
-                         (long long)end, ctx->caps.name, (unsigned long long)ctx->caps.max_mem_alloc);
-    char options[512];
-    clsa_format_options(options, sizeof options, shape, "");
-    cl_program program;
-    clsa_status st = clsa_program_get(ctx, "kv_layout", clsa_cl_kv_layout, options, &program);
-    if (st)
-        return st;
-    cl_int err = CL_SUCCESS;
-    out->kernel = clCreateKernel(program, "kv_layout", &err);
-    if (err)
-        return clsa_fail(ctx, (clsa_status)err, "clCreateKernel(kv_layout)");
-    return CLSA_SUCCESS;
+    out->bytes = (size_t)(kt_bytes + v_bytes); /* the plan checks the whole workspace against the device */
+    const char *const names[1] = {"kv_layout"};
+    cl_kernel *const kernels[1] = {&out->kernel};
+    return clsa_stage_kernels(ctx, "kv_layout", clsa_cl_kv_layout, shape, "", names, kernels, 1);
 }
 
 /* The workspace is passed whole with element offsets rather than as sub-buffers, which would

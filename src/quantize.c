@@ -5,21 +5,9 @@
 
 clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_quantize_stage *out)
 {
-    char options[512];
-    clsa_format_options(options, sizeof options, shape, "");
-    cl_program program;
-    clsa_status st = clsa_program_get(ctx, "quantize", clsa_cl_quantize, options, &program);
-    if (st)
-        return st;
-    const char *names[3] = {"token_mean", "quantize_q", "quantize_k"};
-    cl_kernel *kernels[3] = {&out->token_mean, &out->quantize_q, &out->quantize_k};
-    for (int i = 0; i < 3; ++i) {
-        cl_int err = CL_SUCCESS;
-        *kernels[i] = clCreateKernel(program, names[i], &err);
-        if (err)
-            return clsa_fail(ctx, (clsa_status)err, "clCreateKernel(%s)", names[i]);
-    }
-    return CLSA_SUCCESS;
+    const char *const names[3] = {"token_mean", "quantize_q", "quantize_k"};
+    cl_kernel *const kernels[3] = {&out->token_mean, &out->quantize_q, &out->quantize_k};
+    return clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, "", names, kernels, 3);
 }
 
 static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, cl_mem workspace, cl_mem x,
