@@ -1,0 +1,101 @@
+/* bench/npy.c: well-formed files load; every malformed one is a clear error, never a crash. */
+#include "harness.h"
+#include "npy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char path[256];
+
+/* Writes a .npy file: magic, version 1.0, the header padded to 64 bytes, then `data`. */
+static void write_npy(const char *magic, const char *header, const void *data, size_t bytes)
+{
+    char padded[256];
+    size_t n = (size_t)snprintf(padded, sizeof padded, "%s", header);
+    while ((10 + n + 1) % 64)
+        padded[n++] = ' ';
+    padded[n++] = '\n';
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(magic, 1, 6, f);
+    const unsigned char version[4] = {1, 0, (unsigned char)(n & 0xFF), (unsigned char)(n >> 8)};
+    fwrite(version, 1, 4, f);
+    fwrite(padded, 1, n, f);
+    if (bytes)
+        fwrite(data, 1, bytes, f);
+    fclose(f);
+}
+
+static void expect_error(const char *what)
+{
+    npy_array a;
+    char err[512] = "";
+    assert_int_equal(npy_read(path, &a, err, sizeof err), -1);
+    assert_null(a.data);
+    printf("# %s -> %s\n", what, err);
+    assert_true(strlen(err) > strlen(path));
+}
+
+static void test_npy(void **state)
+{
+    (void)state;
+    snprintf(path, sizeof path, "%s/clsa-npy-%ld.npy", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+    float data[2 * 3 * 4];
+    for (int i = 0; i < 24; ++i)
+        data[i] = (float)i * 0.5f;
+
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }", data, sizeof data);
+    npy_array a;
+    char err[512];
+    assert_int_equal(npy_read(path, &a, err, sizeof err), 0);
+    assert_int_equal(a.ndim, 3);
+    assert_int_equal(a.shape[0], 2), assert_int_equal(a.shape[1], 3), assert_int_equal(a.shape[2], 4);
+    assert_int_equal(a.is_f16, 0);
+    assert_memory_equal(a.data, data, sizeof data);
+    npy_free(&a);
+
+    uint16_t halves[6];
+    for (int i = 0; i < 6; ++i)
+        halves[i] = ref_f32_to_f16((float)i);
+    write_npy("\x93NUMPY", "{'descr': '<f2', 'fortran_order': False, 'shape': (1, 1, 2, 3), }", halves, sizeof halves);
+    assert_int_equal(npy_read(path, &a, err, sizeof err), 0);
+    assert_int_equal(a.ndim, 4);
+    assert_int_equal(a.is_f16, 1);
+    npy_free(&a);
+
+    write_npy("\x93NUMPX", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }", data, sizeof data);
+    expect_error("bad magic");
+    write_npy("\x93NUMPY", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 4), }", data, sizeof data);
+    expect_error("float64");
+    write_npy("\x93NUMPY", "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3, 4), }", data, sizeof data);
+    expect_error("big-endian");
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3, 4), }", data, sizeof data);
+    expect_error("Fortran order");
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }", data, sizeof data - 4);
+    expect_error("truncated data");
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 3), }", data, sizeof data);
+    expect_error("trailing data");
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3, 4), }", data, sizeof data);
+    expect_error("negative dimension");
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4", data, sizeof data);
+    expect_error("unterminated shape");
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False}", data, sizeof data);
+    expect_error("missing shape");
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }", data, sizeof data);
+    expect_error("overflowing shape");
+    FILE *f = fopen(path, "wb");
+    fwrite("\x93NUMPY\x01", 1, 7, f);
+    fclose(f);
+    expect_error("truncated header");
+    unlink(path);
+    expect_error("missing file");
+}
+
+int main(void)
+{
+    harness_init("npy");
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_npy)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
