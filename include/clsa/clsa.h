@@ -30,7 +30,8 @@
  *   every code, and clsa_context_last_error() holds a sentence with the details (the failing
  *   argument, or for a failed kernel build the device, the build options and the build log).
  *   Every argument is validated before anything is enqueued: a call that fails validation
- *   enqueues nothing and writes nothing.
+ *   enqueues nothing and writes nothing. A failed context creation has no context to hold its
+ *   message, so it also prints that one line to stderr.
  *
  * Threads
  * -------
