@@ -104,8 +104,7 @@ clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa
                                    cl_event *out)
 {
     const clsa_shape *s = &plan->shape;
-    const double log2e = 1.4426950408889634;
-    cl_float scale_log2e = (cl_float)(s->scale * log2e);
+    cl_float scale_log2e = clsa_scale_log2e(s);
     cl_int q_heads = (cl_int)s->q_heads, group = (cl_int)(s->q_heads / s->kv_heads);
     cl_int q_len = (cl_int)s->q_len, kv_len = (cl_int)s->kv_len;
     cl_int padded = (cl_int)plan->kv.kv_len_padded, causal = s->causal ? 1 : 0;
@@ -124,12 +123,8 @@ clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa
     CLSA_ARG(&a, causal);
     CLSA_ARG(&a, scale_log2e);
     if (stage->sparse) {
-        cl_long counts_at = (cl_long)(mask->counts_offset / 4), indices_at = (cl_long)(mask->indices_offset / 4);
         cl_int nkb = (cl_int)plan->mask.num_k_blocks;
-        CLSA_ARG(&a, mask->counts);
-        CLSA_ARG(&a, counts_at);
-        CLSA_ARG(&a, mask->indices);
-        CLSA_ARG(&a, indices_at);
+        clsa_arg_mask(&a, mask);
         CLSA_ARG(&a, nkb);
     }
     if (a.err)

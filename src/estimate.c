@@ -26,7 +26,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     cl_int q_len = (cl_int)s->q_len, kv_len = (cl_int)s->kv_len, causal = s->causal ? 1 : 0;
     cl_int sink = sp->sink_tokens, local = sp->local_tokens, padded = (cl_int)L->kv_len_padded;
     cl_int nkb = (cl_int)plan->mask.num_k_blocks;
-    cl_float scale_log2e = (cl_float)(s->scale * 1.4426950408889634);
+    cl_float scale_log2e = clsa_scale_log2e(s);
     cl_long thr = (cl_long)L->row_threshold;
 
     clsa_args a = {stage->row_threshold, 0, CL_SUCCESS};
@@ -57,7 +57,6 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
 
     cl_long q_codes = (cl_long)L->q_codes, q_scales = (cl_long)L->q_scales, k_codes = (cl_long)L->k_codes;
     cl_long k_scales = (cl_long)L->k_scales, corr = (cl_long)L->k_correction;
-    cl_long counts_at = (cl_long)(mask->counts_offset / 4), indices_at = (cl_long)(mask->indices_offset / 4);
     cl_long kt_at = (cl_long)(plan->kv.kt_offset / 4);
     a = (clsa_args){stage->estimate_mask, 0, CL_SUCCESS};
     CLSA_ARG(&a, q_heads);
@@ -78,10 +77,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     CLSA_ARG(&a, k_scales);
     CLSA_ARG(&a, corr);
     CLSA_ARG(&a, thr);
-    CLSA_ARG(&a, mask->counts);
-    CLSA_ARG(&a, counts_at);
-    CLSA_ARG(&a, mask->indices);
-    CLSA_ARG(&a, indices_at);
+    clsa_arg_mask(&a, mask);
     if (plan->sparsity.method == CLSA_METHOD_SALE_EXACT) {
         /* The oracle scores Q against the f32 K^T that the K/V layout stage wrote. */
         clsa_arg_tensor(&a, q, &plan->q);

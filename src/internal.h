@@ -107,6 +107,10 @@ void clsa_arg(clsa_args *a, size_t size, const void *value);
 /* A tensor's buffer followed by its batch, head and token strides (as long), the order every
    kernel takes them in. */
 void clsa_arg_tensor(clsa_args *a, cl_mem buffer, const clsa_tensor_layout *t);
+/* The softmax scale in log2 units: kernels score with exp2, so they take scale * log2(e). */
+cl_float clsa_scale_log2e(const clsa_shape *shape);
+/* A block mask's counts, counts offset, indices and indices offset (offsets in int32 elements). */
+void clsa_arg_mask(clsa_args *a, const clsa_block_mask *mask);
 
 /* Channels that share one int4 scale (passed to the kernels as -DQUANT_GROUP; even, so the two
    channels of a code byte share a scale). */
@@ -124,8 +128,8 @@ typedef struct clsa_kv_layout {
     int64_t kv_len_padded, head_dim_padded;
     size_t kt_offset, v_offset, bytes; /* in the workspace */
 } clsa_kv_layout;
-clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, size_t workspace_offset,
-                                clsa_kv_layout *out);
+/* K^T and V sit at the start of the workspace. */
+clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa_kv_layout *out);
 /* v may be NULL to lay out K alone (the exact-score estimator needs K^T before V is given). */
 clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan *plan,
                                    cl_command_queue queue, cl_mem k, cl_mem v, cl_mem workspace,

@@ -3,21 +3,20 @@
 
 #include <stdio.h>
 
-clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, size_t workspace_offset,
-                                clsa_kv_layout *out)
+clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa_kv_layout *out)
 {
     out->kv_len_padded = clsa_round_up(shape->kv_len, CLSA_KEY_PAD);
     out->head_dim_padded = clsa_round_up(shape->head_dim, CLSA_CHANNEL_PAD);
     int64_t heads = shape->batch * shape->kv_heads; /* fits: checked against 2^30 in validation */
-    int64_t kt_elems, v_elems, kt_bytes, v_bytes, end;
+    int64_t kt_elems, v_elems, kt_bytes, v_bytes, total;
     if (!clsa_mul_i64(heads * shape->head_dim, out->kv_len_padded, &kt_elems) ||
         !clsa_mul_i64(heads * out->head_dim_padded, out->kv_len_padded, &v_elems) ||
         !clsa_mul_i64(kt_elems, 4, &kt_bytes) || !clsa_mul_i64(v_elems, 4, &v_bytes) ||
-        !clsa_add_i64((int64_t)workspace_offset, kt_bytes, &end) || !clsa_add_i64(end, v_bytes, &end))
+        !clsa_add_i64(kt_bytes, v_bytes, &total))
         return clsa_fail(ctx, CLSA_ERR_SIZE_OVERFLOW, "the K/V workspace size overflows");
-    out->kt_offset = workspace_offset;
-    out->v_offset = workspace_offset + (size_t)kt_bytes;
-    out->bytes = (size_t)(kt_bytes + v_bytes); /* the plan checks the whole workspace against the device */
+    out->kt_offset = 0;
+    out->v_offset = (size_t)kt_bytes;
+    out->bytes = (size_t)total; /* the plan checks the whole workspace against the device */
     const char *const names[1] = {"kv_layout"};
     cl_kernel *const kernels[1] = {&out->kernel};
     return clsa_stage_kernels(ctx, "kv_layout", clsa_cl_kv_layout, shape, "", names, kernels, 1);

@@ -159,7 +159,7 @@ clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape, const c
     else
         clsa_sparsity_init(&plan->sparsity, CLSA_METHOD_DENSE);
 
-    st = clsa_kv_layout_init(ctx, &plan->shape, 0, &plan->kv);
+    st = clsa_kv_layout_init(ctx, &plan->shape, &plan->kv);
     if (!st)
         st = lay_out_workspace(plan);
     if (!st)

@@ -164,3 +164,14 @@ void clsa_arg_tensor(clsa_args *a, cl_mem buffer, const clsa_tensor_layout *t)
     for (int i = 0; i < 3; ++i)
         CLSA_ARG(a, strides[i]);
 }
+
+cl_float clsa_scale_log2e(const clsa_shape *shape) { return (cl_float)(shape->scale * 1.4426950408889634); }
+
+void clsa_arg_mask(clsa_args *a, const clsa_block_mask *mask)
+{
+    const cl_long counts_at = (cl_long)(mask->counts_offset / 4), indices_at = (cl_long)(mask->indices_offset / 4);
+    CLSA_ARG(a, mask->counts);
+    CLSA_ARG(a, counts_at);
+    CLSA_ARG(a, mask->indices);
+    CLSA_ARG(a, indices_at);
+}
