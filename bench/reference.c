@@ -279,10 +279,11 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                         *out = 1;
                         best = INFINITY;
                     } else {
-                        for (int64_t i = r0; i <= r1; ++i) {
+                        /* Without margins, the first passing element decides the block. */
+                        for (int64_t i = r0; i <= r1 && (margin || best < 0.0); ++i) {
                             const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
                             const int64_t lim = last_visible(s, i);
-                            for (int64_t j = k0; j <= k1 && j <= lim; ++j) {
+                            for (int64_t j = k0; j <= k1 && j <= lim && (margin || best < 0.0); ++j) {
                                 const double m = score(ctx, b, h, i, j) - t_i;
                                 if (m > best)
                                     best = m;
@@ -294,4 +295,138 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                         margin[row * nkb + kb] = best;
                 }
             }
+}
+
+/* ---- SALE's int4 quantization on the host ---- */
+
+bool ref_int4_alloc(const clsa_shape *s, const void *q, int64_t group, ref_int4 *x)
+{
+    memset(x, 0, sizeof *x);
+    x->shape = s;
+    x->q = q;
+    x->group = group;
+    x->groups = (s->head_dim + group - 1) / group;
+    const size_t bq = (size_t)(s->batch * s->q_heads), bk = (size_t)(s->batch * s->kv_heads);
+    const size_t D = (size_t)s->head_dim, G = (size_t)x->groups, Lq = (size_t)s->q_len, Lk = (size_t)s->kv_len;
+    x->q_codes = calloc(bq * Lq * D, 1);
+    x->k_codes = calloc(bk * Lk * D, 1);
+    x->q_scales = calloc(bq * Lq * G, sizeof(float));
+    x->k_scales = calloc(bk * Lk * G, sizeof(float));
+    x->k_mean = calloc(bk * D, sizeof(float));
+    x->correction = calloc(bq * Lk, sizeof(float));
+    x->row_term = calloc(bq * Lq, sizeof(double));
+    if (x->q_codes && x->k_codes && x->q_scales && x->k_scales && x->k_mean && x->correction && x->row_term)
+        return true;
+    ref_int4_free(x);
+    return false;
+}
+
+void ref_int4_free(ref_int4 *x)
+{
+    free(x->q_codes), free(x->k_codes), free(x->q_scales), free(x->k_scales), free(x->k_mean), free(x->correction);
+    free(x->row_term);
+    memset(x, 0, sizeof *x);
+}
+
+/* Channel c's mean over the `len` tokens of one head, as token_mean sums it. */
+static float token_mean(const void *x, clsa_dtype dtype, int64_t base, int64_t token_stride, int64_t len)
+{
+    float total = 0.0f;
+    for (int64_t t0 = 0; t0 < len; t0 += 64) {
+        float part = 0.0f;
+        for (int64_t t = t0; t < t0 + 64 && t < len; ++t)
+            part += (float)ref_load(x, dtype, base + t * token_stride);
+        total += part;
+    }
+    return total / (float)len;
+}
+
+/* Smooths one token (xs = x - mean), sets its group scales and writes its codes. */
+static void quantize_token(const void *x, clsa_dtype dtype, int64_t at, const float *mean, int64_t D, int64_t group,
+                           float *xs, float *scales, int8_t *codes)
+{
+    const int64_t G = (D + group - 1) / group;
+    for (int64_t g = 0; g < G; ++g)
+        scales[g] = 0.0f;
+    for (int64_t c = 0; c < D; ++c) {
+        xs[c] = (float)ref_load(x, dtype, at + c) - mean[c];
+        scales[c / group] = fmaxf(scales[c / group], fabsf(xs[c]));
+    }
+    for (int64_t g = 0; g < G; ++g)
+        scales[g] /= 7.0f;
+    for (int64_t c = 0; c < D; ++c) {
+        const float s = scales[c / group], inv = s > 0.0f ? 1.0f / s : 0.0f;
+        codes[c] = (int8_t)fminf(fmaxf(rintf(xs[c] * inv), -7.0f), 7.0f);
+    }
+}
+
+void ref_int4_quantize(const void *q, const void *k, ref_int4 *x)
+{
+    const clsa_shape *s = x->shape;
+    const int64_t D = s->head_dim, G = x->groups, group = s->q_heads / s->kv_heads;
+    const ref_strides qs = ref_resolve(s->q_strides, s->q_heads, s->q_len, D);
+    const ref_strides ks = ref_resolve(s->k_strides, s->kv_heads, s->kv_len, D);
+    float *q_mean = malloc(sizeof(float) * (size_t)(s->batch * s->q_heads * D)), *xs = malloc(sizeof(float) * (size_t)D);
+    for (int64_t bq = 0; bq < s->batch * s->q_heads; ++bq) {
+        const int64_t b = bq / s->q_heads, h = bq % s->q_heads, qbase = b * qs.batch + h * qs.head;
+        for (int64_t c = 0; c < D; ++c)
+            q_mean[bq * D + c] = token_mean(q, s->dtype, qbase + c, qs.token, s->q_len);
+        for (int64_t i = 0; i < s->q_len; ++i)
+            quantize_token(q, s->dtype, qbase + i * qs.token, q_mean + bq * D, D, x->group, xs,
+                           x->q_scales + (bq * s->q_len + i) * G, x->q_codes + (bq * s->q_len + i) * D);
+    }
+    for (int64_t bk = 0; bk < s->batch * s->kv_heads; ++bk) {
+        const int64_t b = bk / s->kv_heads, hk = bk % s->kv_heads, kbase = b * ks.batch + hk * ks.head;
+        float *k_mean = x->k_mean + bk * D;
+        for (int64_t c = 0; c < D; ++c)
+            k_mean[c] = token_mean(k, s->dtype, kbase + c, ks.token, s->kv_len);
+        for (int64_t j = 0; j < s->kv_len; ++j) {
+            quantize_token(k, s->dtype, kbase + j * ks.token, k_mean, D, x->group, xs,
+                           x->k_scales + (bk * s->kv_len + j) * G, x->k_codes + (bk * s->kv_len + j) * D);
+            for (int64_t h = hk * group; h < (hk + 1) * group; ++h) { /* each query head of the group */
+                const int64_t bq = b * s->q_heads + h;
+                float dot = 0.0f;
+                for (int64_t c = 0; c < D; ++c)
+                    dot = fmaf(q_mean[bq * D + c], xs[c], dot);
+                x->correction[bq * s->kv_len + j] = dot;
+            }
+        }
+    }
+    free(q_mean);
+    free(xs);
+    ref_int4_row_terms(x);
+}
+
+void ref_int4_row_terms(ref_int4 *x)
+{
+    const clsa_shape *s = x->shape;
+    const int64_t D = s->head_dim, group = s->q_heads / s->kv_heads;
+    const ref_strides qs = ref_resolve(s->q_strides, s->q_heads, s->q_len, D);
+    for (int64_t bq = 0; bq < s->batch * s->q_heads; ++bq) {
+        const int64_t b = bq / s->q_heads, h = bq % s->q_heads, bk = b * s->kv_heads + h / group;
+        for (int64_t i = 0; i < s->q_len; ++i) {
+            double t = 0.0;
+            for (int64_t c = 0; c < D; ++c)
+                t += ref_load(x->q, s->dtype, b * qs.batch + h * qs.head + i * qs.token + c) * x->k_mean[bk * D + c];
+            x->row_term[bq * s->q_len + i] = t;
+        }
+    }
+}
+
+double ref_int4_score(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    const ref_int4 *x = ctx;
+    const clsa_shape *s = x->shape;
+    const int64_t D = s->head_dim, G = x->groups, hk = h / (s->q_heads / s->kv_heads);
+    const int64_t bq = b * s->q_heads + h, bk = b * s->kv_heads + hk;
+    const int8_t *qc = x->q_codes + (bq * s->q_len + i) * D, *kc = x->k_codes + (bk * s->kv_len + j) * D;
+    double est = x->correction[bq * s->kv_len + j];
+    for (int64_t g = 0; g < G; ++g) {
+        long dot = 0; /* exact, as the device's integer sums */
+        for (int64_t c = g * x->group; c < D && c < (g + 1) * x->group; ++c)
+            dot += qc[c] * kc[c];
+        est += (double)dot * x->q_scales[(bq * s->q_len + i) * G + g] * x->k_scales[(bk * s->kv_len + j) * G + g];
+    }
+    est += x->row_term[bq * s->q_len + i];
+    return est * s->scale * 1.4426950408889634;
 }

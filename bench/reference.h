@@ -42,8 +42,6 @@ double ref_max_rel_error(const clsa_shape *shape, const void *got, const double 
 /* FLOPs of one attention call: 4 * D per visible (query, key) pair (QK^T and PV). */
 double ref_attention_flops(const clsa_shape *shape);
 
-#endif
-
 /* ---- the SALE rule on the host (float64), for tests and the bench oracle ---- */
 
 /* SALE settings as the host reference needs them. tau has q_heads entries. */
@@ -74,3 +72,36 @@ double ref_exact_score(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j);
  */
 void ref_sale_mask(const clsa_shape *shape, const ref_sale *p, const double *thr, ref_score_fn score, void *ctx,
                    uint8_t *keep, double *margin);
+
+/* ---- SALE's int4 quantization on the host (f32, in the order cl/quantize.cl computes) ---- */
+
+/*
+ * Unpacked codes, scales, means and corrections of one shape's Q and K, as the device's quantize
+ * stage computes them: per-head token means (f32, partial sums of 64 tokens), smoothing, one
+ * absmax/7 scale per token and `group` channels, round-to-nearest-even codes in [-7, 7], and the
+ * per-key correction mean_q . K'_j. Tests fill the same struct from the device's own workspace.
+ */
+typedef struct ref_int4 {
+    const clsa_shape *shape;   /* scale resolved (never 0) */
+    const void *q;             /* the raw queries, for the row term q_i . mean_k */
+    int64_t group, groups;     /* channels per scale, scales per token */
+    int8_t *q_codes, *k_codes; /* [B*Hq][Lq][D] and [B*Hkv][Lk][D] */
+    float *q_scales, *k_scales; /* [B*Hq][Lq][groups] and [B*Hkv][Lk][groups] */
+    float *k_mean;             /* [B*Hkv][D] */
+    float *correction;         /* [B*Hq][Lk] */
+    double *row_term;          /* [B*Hq][Lq]: q_i . mean_k, set by ref_int4_row_terms */
+} ref_int4;
+
+/* Allocates the arrays of `out` for the shape (zeroed); false when out of memory. */
+bool ref_int4_alloc(const clsa_shape *shape, const void *q, int64_t group, ref_int4 *out);
+/* Quantizes q and k on the host into an allocated ref_int4 (row terms included). */
+void ref_int4_quantize(const void *q, const void *k, ref_int4 *out);
+/* Sets row_term from q and k_mean: smoothing K removed q_i . mean_k from every score of row i,
+   and the estimate adds it back (the device subtracts it from the exact threshold instead). */
+void ref_int4_row_terms(ref_int4 *x);
+void ref_int4_free(ref_int4 *x);
+/* The estimated score of (b, h, i, j) in log2 units from a ref_int4 (ctx): the exact integer sums
+   times the scales, plus the correction and the row term, as cl/estimate.cl computes them. */
+double ref_int4_score(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j);
+
+#endif
