@@ -30,13 +30,18 @@ clsa_status clsa_attention_host(clsa_plan *plan, cl_command_queue queue, const v
     /* O starts as the caller's array so that elements between strided rows keep their values. */
     cl_mem om = make_buffer(ctx, CL_MEM_READ_WRITE, ob, o, &err);
     clsa_status st = err ? clsa_fail(ctx, (clsa_status)err, "creating the queue or device buffers") : CLSA_SUCCESS;
+    cl_event done = NULL;
     if (!st)
-        st = clsa_attention(plan, queue, qm, km, vm, om, NULL, 0, NULL, NULL);
+        st = clsa_attention(plan, queue, qm, km, vm, om, NULL, 0, NULL, &done);
     if (!st) {
-        err = clEnqueueReadBuffer(queue, om, CL_TRUE, 0, ob, o, 0, NULL, NULL);
+        /* Wait on the attention's own event: on an out-of-order queue, queue order alone would let
+           the read run before the kernels. */
+        err = clEnqueueReadBuffer(queue, om, CL_TRUE, 0, ob, o, 1, &done, NULL);
         if (err)
             st = clsa_fail(ctx, (clsa_status)err, "reading o back");
     }
+    if (done)
+        clReleaseEvent(done);
     cl_mem all[] = {qm, km, vm, om};
     for (int i = 0; i < 4; ++i)
         if (all[i])

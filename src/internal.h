@@ -2,6 +2,7 @@
 #ifndef CLSA_INTERNAL_H
 #define CLSA_INTERNAL_H
 
+#include "checked.h"
 #include "clsa/clsa.h"
 
 #include <stdarg.h>
@@ -74,10 +75,6 @@ cl_program clsa_cache_load(clsa_context *ctx, const char *source, const char *op
 void clsa_cache_store(clsa_context *ctx, cl_program program, const char *source, const char *options);
 /* The path of the entry for (source, options); used by tests to corrupt it. Caller frees. */
 char *clsa_cache_entry_path(clsa_context *ctx, const char *source, const char *options);
-
-/* Checked 64-bit arithmetic: false on overflow. */
-bool clsa_mul_i64(int64_t a, int64_t b, int64_t *out);
-bool clsa_add_i64(int64_t a, int64_t b, int64_t *out);
 
 /* A tensor's resolved strides (never zero) and the elements its buffer must hold. */
 typedef struct clsa_tensor_layout {

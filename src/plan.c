@@ -292,11 +292,16 @@ static clsa_status resolve_mask(clsa_plan *plan, cl_mem workspace, const clsa_bl
     if (out->counts_offset % 4 || out->indices_offset % 4)
         return clsa_fail(ctx, CLSA_ERR_INVALID_MASK, "mask offsets %zu and %zu must be multiples of 4",
                          out->counts_offset, out->indices_offset);
-    clsa_status st = clsa_check_buffer(ctx, out->counts, out->counts_offset + plan->mask.counts_bytes, "mask.counts",
-                                       CLSA_ERR_MASK_TOO_SMALL);
+    /* An offset near SIZE_MAX must not wrap past the size check. */
+    size_t counts_end, indices_end;
+    if (!clsa_add_size(out->counts_offset, plan->mask.counts_bytes, &counts_end) ||
+        !clsa_add_size(out->indices_offset, plan->mask.indices_bytes, &indices_end))
+        return clsa_fail(ctx, CLSA_ERR_SIZE_OVERFLOW,
+                         "mask offsets %zu and %zu plus the mask's %zu and %zu bytes overflow a size_t",
+                         out->counts_offset, out->indices_offset, plan->mask.counts_bytes, plan->mask.indices_bytes);
+    clsa_status st = clsa_check_buffer(ctx, out->counts, counts_end, "mask.counts", CLSA_ERR_MASK_TOO_SMALL);
     if (!st)
-        st = clsa_check_buffer(ctx, out->indices, out->indices_offset + plan->mask.indices_bytes, "mask.indices",
-                               CLSA_ERR_MASK_TOO_SMALL);
+        st = clsa_check_buffer(ctx, out->indices, indices_end, "mask.indices", CLSA_ERR_MASK_TOO_SMALL);
     return st;
 }
 
@@ -465,24 +470,30 @@ clsa_status clsa_mask_density(clsa_plan *plan, cl_command_queue queue, cl_mem wo
             return st;
     }
     clsa_block_mask m;
-    int32_t *counts = NULL, *unused = NULL;
+    int32_t *counts = NULL, *indices = NULL;
     clsa_status st = resolve_mask(plan, workspace, mask, &m);
     if (!st)
-        st = read_mask(plan, queue, &m, false, 0, NULL, &counts, &unused);
+        st = read_mask(plan, queue, &m, true, 0, NULL, &counts, &indices);
+    if (!st)
+        st = clsa_mask_check_host(ctx, counts, indices, plan->mask.rows, plan->mask.num_k_blocks);
     if (!st) {
+        /* Only blocks a row can see count, so that a mask listing causally invalid blocks (which
+           the kernels skip) never reads as denser than it runs, or above 1. */
         const clsa_shape *s = &plan->shape;
-        const int64_t nqb = plan->mask.num_q_blocks;
+        const int64_t nqb = plan->mask.num_q_blocks, nkb = plan->mask.num_k_blocks;
         for (int64_t h = 0; h < s->q_heads; ++h) {
             double kept = 0.0, valid = 0.0;
             for (int64_t b = 0; b < s->batch; ++b)
                 for (int64_t qb = 0; qb < nqb; ++qb) {
-                    const int32_t c = counts[(b * s->q_heads + h) * nqb + qb];
-                    kept += c < 0 ? 0 : (double)c;
-                    valid += (double)clsa_valid_key_blocks(s, &plan->mask, qb);
+                    const int64_t row = (b * s->q_heads + h) * nqb + qb, visible = clsa_valid_key_blocks(s, &plan->mask, qb);
+                    for (int32_t n = 0; n < counts[row] && indices[row * nkb + n] < visible; ++n)
+                        kept += 1.0;
+                    valid += (double)visible;
                 }
             density[h] = valid > 0 ? kept / valid : 0.0;
         }
     }
     free(counts);
+    free(indices);
     return st;
 }

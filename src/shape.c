@@ -4,8 +4,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-bool clsa_mul_i64(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
-bool clsa_add_i64(int64_t a, int64_t b, int64_t *out) { return !__builtin_add_overflow(a, b, out); }
 int64_t clsa_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 size_t clsa_dtype_size(clsa_dtype dtype)

@@ -5,6 +5,7 @@
  */
 #include "harness.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -126,6 +127,60 @@ static const dense_case dtypes_small[] = {
 };
 RUN(test_dtypes, dtypes, dtypes_small)
 
+/* clsa_attention_host on the caller's out-of-order queue: the blocking call must return only after
+   its own kernels wrote o. Before, the read-back had no dependency on them and PoCL ran it first,
+   returning o's initial values. The shape is large enough that the kernels take far longer than
+   the read. */
+static void test_host_call_waits_on_out_of_order_queue(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    const int64_t L = harness_small ? 24 : 1536;
+    clsa_shape s = clsa_shape_make(1, 2, 1, L, L, harness_small ? 16 : 128, CLSA_F32, 1);
+    harness_rng rng = harness_rng_make(78);
+    int64_t nq, nk, nv, no;
+    harness_tensor_elements(&s, &nq, &nk, &nv, &no);
+    float *q = harness_random_tensor(&rng, s.dtype, nq, 1.0), *k = harness_random_tensor(&rng, s.dtype, nk, 1.0);
+    float *v = harness_random_tensor(&rng, s.dtype, nv, 1.0), *o = harness_random_tensor(&rng, s.dtype, no, 1.0);
+    cl_int err = CL_SUCCESS;
+    cl_command_queue ooo = clCreateCommandQueue(clsa_context_cl_context(ctx), clsa_context_device(ctx),
+                                                CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    clsa_plan *plan = NULL;
+    assert_int_equal(clsa_plan_create(ctx, &s, NULL, &plan), CLSA_SUCCESS);
+    double *want = malloc(sizeof(double) * (size_t)no);
+    ref_attention(&s, q, k, v, NULL, 0, 0, want);
+    for (int run = 0; run < 3; ++run) {
+        for (int64_t e = 0; e < no; ++e)
+            o[e] = NAN;
+        assert_int_equal(clsa_attention_host(plan, ooo, q, k, v, o), CLSA_SUCCESS);
+        const double e = ref_max_rel_error(&s, o, want);
+        if (!(e <= 1e-5))
+            fail_msg("run %d: max rel error %g after the call returned (seed %llu)", run, e,
+                     (unsigned long long)harness_seed);
+    }
+    /* The SALE pipeline's stages chain by events too: the same bytes as on an in-order queue. */
+    clsa_sparsity sale;
+    clsa_sparsity_init(&sale, CLSA_METHOD_SALE);
+    if (harness_small)
+        sale.sink_tokens = 4, sale.local_tokens = 8, sale.block_q = sale.block_k = 16;
+    clsa_plan *sparse = NULL;
+    assert_int_equal(clsa_plan_create(ctx, &s, &sale, &sparse), CLSA_SUCCESS);
+    float *in_order = malloc(sizeof(float) * (size_t)no);
+    for (int64_t e = 0; e < no; ++e)
+        in_order[e] = o[e] = NAN;
+    assert_int_equal(clsa_attention_host(sparse, NULL, q, k, v, in_order), CLSA_SUCCESS);
+    assert_int_equal(clsa_attention_host(sparse, ooo, q, k, v, o), CLSA_SUCCESS);
+    assert_memory_equal(in_order, o, sizeof(float) * (size_t)no);
+    clsa_plan_release(sparse);
+    free(in_order);
+    free(want);
+    free(q), free(k), free(v), free(o);
+    clReleaseCommandQueue(ooo);
+    clsa_plan_release(plan);
+    clsa_context_release(ctx);
+}
+
 /* The host call gives the same result as the reference, on host arrays. */
 static void test_host_call(void **state)
 {
@@ -173,7 +228,8 @@ int main(void)
     harness_init("dense");
     const struct CMUnitTest tests[] = {
         BOTH(test_lengths), BOTH(test_head_dims), BOTH(test_gqa), BOTH(test_causal_misaligned),
-        BOTH(test_strided), BOTH(test_dtypes), BOTH(test_host_call), cmocka_unit_test(test_tuning_variants),
+        BOTH(test_strided), BOTH(test_dtypes), BOTH(test_host_call), cmocka_unit_test(test_host_call_waits_on_out_of_order_queue),
+        cmocka_unit_test(test_tuning_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -612,6 +612,58 @@ static void expect_mask_error(clsa_context *ctx, clsa_plan *plan, harness_buffer
     free(now);
 }
 
+/* Offsets near SIZE_MAX once wrapped offset + size past the size check: every entry point that
+   takes a mask must refuse them with CLSA_ERR_SIZE_OVERFLOW and write nothing. */
+static void test_mask_offsets_that_wrap(clsa_context *ctx, clsa_plan *plan, harness_buffers *b,
+                                        const clsa_block_mask *m)
+{
+    const size_t huge = SIZE_MAX - 3; /* a multiple of 4, so only the size check can catch it */
+    clsa_block_mask wrap_counts = {m->counts, huge, m->indices, 0}, wrap_indices = {m->counts, 0, m->indices, huge};
+    const clsa_block_mask *bad[2] = {&wrap_counts, &wrap_indices};
+    for (int i = 0; i < 2; ++i) {
+        expect_mask_error(ctx, plan, b, bad[i], CLSA_MASK_CHECK, CLSA_ERR_SIZE_OVERFLOW);
+        expect_mask_error(ctx, plan, b, bad[i], CLSA_MASK_TRUST, CLSA_ERR_SIZE_OVERFLOW);
+        double density[2] = {-7.0, -7.0};
+        assert_int_equal(clsa_mask_density(plan, b->queue, NULL, bad[i], density), CLSA_ERR_SIZE_OVERFLOW);
+        assert_true(density[0] == -7.0 && density[1] == -7.0);
+    }
+    /* The estimator writes a mask: with a SALE plan, a wrapping offset must not let it write. */
+    clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
+    sp.block_q = 32, sp.block_k = 16;
+    clsa_plan *sale = make_plan(ctx, clsa_plan_shape(plan), &sp);
+    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(sale), NULL);
+    int32_t before[4], after[4];
+    assert_int_equal(clEnqueueReadBuffer(b->queue, m->counts, CL_TRUE, 0, sizeof before, before, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clsa_quantize(sale, b->queue, b->q, b->k, ws, 0, NULL, NULL), CLSA_SUCCESS);
+    for (int i = 0; i < 2; ++i)
+        assert_int_equal(clsa_estimate_mask(sale, b->queue, b->q, b->k, ws, bad[i], 0, NULL, NULL), CLSA_ERR_SIZE_OVERFLOW);
+    assert_int_equal(clFinish(b->queue), CL_SUCCESS);
+    assert_int_equal(clEnqueueReadBuffer(b->queue, m->counts, CL_TRUE, 0, sizeof after, after, 0, NULL, NULL), CL_SUCCESS);
+    assert_memory_equal(before, after, sizeof before);
+    clReleaseMemObject(ws);
+    clsa_plan_release(sale);
+}
+
+/* A mask that lists every key block of a causal plan (as a bitmap of ones converts to) has
+   density 1: blocks no row can see are not counted. */
+static void test_density_counts_visible_blocks_only(clsa_context *ctx, clsa_plan *plan, harness_buffers *b,
+                                                    const clsa_block_mask *m)
+{
+    (void)ctx;
+    int32_t all_counts[4] = {4, 4, 4, 4}, all_indices[16] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, m->counts, CL_TRUE, 0, sizeof all_counts, all_counts, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, m->indices, CL_TRUE, 0, sizeof all_indices, all_indices, 0, NULL, NULL), CL_SUCCESS);
+    double density[2];
+    assert_int_equal(clsa_mask_density(plan, b->queue, NULL, m, density), CLSA_SUCCESS);
+    assert_true(density[0] == 1.0 && density[1] == 1.0);
+    /* A bad list is refused, not counted. */
+    all_counts[1] = 5;
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, m->counts, CL_TRUE, 0, sizeof all_counts, all_counts, 0, NULL, NULL), CL_SUCCESS);
+    density[0] = density[1] = -7.0;
+    assert_int_equal(clsa_mask_density(plan, b->queue, NULL, m, density), CLSA_ERR_INVALID_MASK_COUNT);
+    assert_true(density[0] == -7.0 && density[1] == -7.0);
+}
+
 static void test_bad_masks(void **state)
 {
     (void)state;
@@ -662,6 +714,7 @@ static void test_bad_masks(void **state)
     clsa_block_mask odd = {m.counts, 2, m.indices, 0};
     expect_mask_error(ctx, plan, &b, &odd, CLSA_MASK_CHECK, CLSA_ERR_INVALID_MASK);
     expect_mask_error(ctx, plan, &b, &m, (clsa_mask_check)7, CLSA_ERR_INVALID_OPTION);
+    test_mask_offsets_that_wrap(ctx, plan, &b, &m);
     assert_int_equal(clsa_attention(plan, b.queue, b.q, b.k, b.v, b.o, NULL, 0, NULL, NULL), CLSA_ERR_WRONG_PLAN);
     assert_int_equal(clsa_quantize(plan, b.queue, b.q, b.k, m.counts, 0, NULL, NULL), CLSA_ERR_WRONG_PLAN);
     clsa_plan *dense = make_plan(ctx, &s, NULL);
@@ -675,9 +728,11 @@ static void test_bad_masks(void **state)
     assert_int_equal(clsa_attention_masked(plan, b.queue, b.q, b.k, b.v, b.o, NULL, &m, CLSA_MASK_CHECK, 0, NULL, NULL),
                      CLSA_SUCCESS);
     assert_int_equal(clsa_mask_density(plan, b.queue, NULL, &m, density), CLSA_SUCCESS);
-    /* causal 64 x 64, blocks 32 x 16: valid key blocks per query block are 2 and 4. */
+    /* causal 64 x 64, blocks 32 x 16: valid key blocks per query block are 2 and 4. Head 1's
+       first query block lists key block 2, which none of its rows can see: it does not count. */
     assert_true(fabs(density[0] - 3.0 / 6.0) < 1e-12);
-    assert_true(fabs(density[1] - 5.0 / 6.0) < 1e-12);
+    assert_true(fabs(density[1] - 4.0 / 6.0) < 1e-12);
+    test_density_counts_visible_blocks_only(ctx, plan, &b, &m);
 
     /* Host conversions reject bad lists and write nothing. */
     uint8_t bitmap[16];

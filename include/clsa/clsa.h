@@ -438,9 +438,11 @@ clsa_status clsa_attention_masked(clsa_plan *plan, cl_command_queue queue, cl_me
                                   cl_event *out_event);
 
 /**
- * Reads the counts of a mask (blocking; NULL mask: the workspace's) and writes per query head the
- * density: kept blocks / causally valid blocks, summed over batch and query blocks.
- * density has q_heads entries.
+ * Reads a mask back (blocking; NULL mask: the workspace's), checks it as CLSA_MASK_CHECK does
+ * (CLSA_ERR_INVALID_MASK_COUNT, CLSA_ERR_INVALID_MASK), and writes per query head the density:
+ * kept blocks that some row of their query block can see / causally valid blocks, summed over
+ * batch and query blocks. Listed blocks that no row can see are skipped by the kernels and not
+ * counted, so the density is in [0, 1]. density has q_heads entries; nothing is written on error.
  */
 clsa_status clsa_mask_density(clsa_plan *plan, cl_command_queue queue, cl_mem workspace,
                               const clsa_block_mask *mask, double *density);
