@@ -111,35 +111,56 @@ clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
     return CLSA_SUCCESS;
 }
 
+/* "No platform" and "no device on this platform" mean there is nothing to use; any other error
+   (out of memory, say) is the loader's or driver's and is passed through as it is. */
+#ifndef CL_PLATFORM_NOT_FOUND_KHR
+#define CL_PLATFORM_NOT_FOUND_KHR -1001
+#endif
+static clsa_status listing_error(cl_int err)
+{
+    return err == CL_PLATFORM_NOT_FOUND_KHR || err == CL_DEVICE_NOT_FOUND ? CLSA_ERR_NO_DEVICE : (clsa_status)err;
+}
+
 /* Lists every device of every platform, in enumeration order. */
 static clsa_status list_devices(cl_device_id **devices, cl_uint *count)
 {
     cl_uint nplat = 0;
     *devices = NULL;
     *count = 0;
-    if (clGetPlatformIDs(0, NULL, &nplat) != CL_SUCCESS || nplat == 0)
-        return CLSA_ERR_NO_DEVICE;
+    cl_int err = clGetPlatformIDs(0, NULL, &nplat);
+    if (err || nplat == 0)
+        return err ? listing_error(err) : CLSA_ERR_NO_DEVICE;
     cl_platform_id *plats = calloc(nplat, sizeof *plats);
     if (!plats)
         return CLSA_ERR_OUT_OF_HOST_MEMORY;
-    clGetPlatformIDs(nplat, plats, NULL);
+    err = clGetPlatformIDs(nplat, plats, NULL);
     cl_uint total = 0;
-    for (cl_uint p = 0; p < nplat; ++p) {
+    for (cl_uint p = 0; !err && p < nplat; ++p) {
         cl_uint n = 0;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n) == CL_SUCCESS)
+        cl_int e = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n);
+        if (e == CL_SUCCESS)
             total += n;
+        else if (e != CL_DEVICE_NOT_FOUND)
+            err = e;
     }
-    cl_device_id *all = total ? calloc(total, sizeof *all) : NULL;
+    cl_device_id *all = !err && total ? calloc(total, sizeof *all) : NULL;
+    if (!err && total && !all) {
+        free(plats);
+        return CLSA_ERR_OUT_OF_HOST_MEMORY;
+    }
     cl_uint filled = 0;
-    for (cl_uint p = 0; all && p < nplat; ++p) {
+    for (cl_uint p = 0; all && !err && p < nplat; ++p) {
         cl_uint n = 0;
-        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, total - filled, all + filled, &n) == CL_SUCCESS)
+        cl_int e = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, total - filled, all + filled, &n);
+        if (e == CL_SUCCESS)
             filled += n;
+        else if (e != CL_DEVICE_NOT_FOUND)
+            err = e;
     }
     free(plats);
-    if (!filled) {
+    if (err || !filled) {
         free(all);
-        return CLSA_ERR_NO_DEVICE;
+        return err ? listing_error(err) : CLSA_ERR_NO_DEVICE;
     }
     *devices = all;
     *count = filled;
@@ -191,10 +212,12 @@ clsa_status clsa_context_create_default(const clsa_context_options *options, cls
     cl_device_id *devices = NULL;
     cl_uint count = 0;
     clsa_status st = list_devices(&devices, &count);
-    if (st) {
+    if (st == CLSA_ERR_NO_DEVICE)
         fprintf(stderr, "clsa: no OpenCL device found (no platform, or no device on any platform)\n");
+    else if (st)
+        fprintf(stderr, "clsa: %s: listing the OpenCL platforms and devices failed\n", clsa_status_string(st));
+    if (st)
         return st;
-    }
     cl_device_id device = NULL;
     char why[512] = "";
     st = pick_device(devices, count, &device, why, sizeof why);

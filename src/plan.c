@@ -248,24 +248,33 @@ static size_t tensor_bytes(const clsa_plan *plan, const clsa_tensor_layout *t)
     return (size_t)t->elements * clsa_dtype_size(plan->shape.dtype);
 }
 
-/* Checks the queue, the wait list and the workspace; a NULL workspace becomes the plan's own. */
-static clsa_status check_common(clsa_plan *plan, cl_command_queue queue, cl_mem *workspace, cl_uint num_wait,
+/* Checks the queue, the wait list and a caller's workspace. */
+static clsa_status check_common(clsa_plan *plan, cl_command_queue queue, cl_mem workspace, cl_uint num_wait,
                                 const cl_event *wait_list)
 {
     clsa_context *ctx = plan->ctx;
     if (!queue)
         return clsa_fail(ctx, CLSA_ERR_NULL_ARGUMENT, "queue is NULL");
     clsa_status st = clsa_check_wait_list(ctx, num_wait, wait_list);
-    if (!st && *workspace)
-        st = clsa_check_buffer(ctx, *workspace, plan->workspace_bytes, "workspace", CLSA_ERR_WORKSPACE_TOO_SMALL);
-    if (st || *workspace)
-        return st;
+    if (!st && workspace)
+        st = clsa_check_buffer(ctx, workspace, plan->workspace_bytes, "workspace", CLSA_ERR_WORKSPACE_TOO_SMALL);
+    return st;
+}
+
+/* A NULL workspace becomes the plan's own, allocated on first use. Called only once every argument
+   has passed its checks, so that a rejected call allocates nothing. */
+static clsa_status own_workspace_if_null(clsa_plan *plan, cl_mem *workspace)
+{
+    if (*workspace)
+        return CLSA_SUCCESS;
     if (!plan->own_workspace) {
         cl_int err = CL_SUCCESS;
-        plan->own_workspace = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, plan->workspace_bytes, NULL, &err);
-        if (err)
-            return clsa_fail(ctx, (clsa_status)err, "allocating the plan's own workspace of %zu bytes",
+        plan->own_workspace = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, plan->workspace_bytes, NULL, &err);
+        if (err) {
+            plan->own_workspace = NULL;
+            return clsa_fail(plan->ctx, (clsa_status)err, "allocating the plan's own workspace of %zu bytes",
                              plan->workspace_bytes);
+        }
     }
     *workspace = plan->own_workspace;
     return CLSA_SUCCESS;
@@ -331,7 +340,7 @@ clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_
         return clsa_fail(plan->ctx, CLSA_ERR_WRONG_PLAN, "clsa_quantize needs a CLSA_METHOD_SALE plan");
     if (!workspace)
         return clsa_fail(plan->ctx, CLSA_ERR_NULL_ARGUMENT, "clsa_quantize writes into the workspace: it cannot be NULL");
-    clsa_status st = check_common(plan, queue, &workspace, num_wait, wait_list);
+    clsa_status st = check_common(plan, queue, workspace, num_wait, wait_list);
     if (!st)
         st = check_tensors(plan, q, k, NULL, NULL, false);
     return st ? st : clsa_quantize_enqueue(plan, queue, q, k, workspace, num_wait, wait_list, out_event);
@@ -365,7 +374,7 @@ clsa_status clsa_estimate_mask(clsa_plan *plan, cl_command_queue queue, cl_mem q
     if (!workspace)
         return clsa_fail(plan->ctx, CLSA_ERR_NULL_ARGUMENT, "clsa_estimate_mask reads clsa_quantize's workspace: it cannot be NULL");
     clsa_block_mask m;
-    clsa_status st = check_common(plan, queue, &workspace, num_wait, wait_list);
+    clsa_status st = check_common(plan, queue, workspace, num_wait, wait_list);
     if (!st)
         st = check_tensors(plan, q, k, NULL, NULL, false);
     if (!st)
@@ -403,7 +412,7 @@ clsa_status clsa_attention_masked(clsa_plan *plan, cl_command_queue queue, cl_me
     if (!mask && !workspace)
         return clsa_fail(ctx, CLSA_ERR_NULL_ARGUMENT, "the mask lives in the workspace, but both are NULL");
     clsa_block_mask m;
-    clsa_status st = check_common(plan, queue, &workspace, num_wait, wait_list);
+    clsa_status st = check_common(plan, queue, workspace, num_wait, wait_list);
     if (!st)
         st = check_tensors(plan, q, k, v, o, true);
     if (!st)
@@ -416,6 +425,8 @@ clsa_status clsa_attention_masked(clsa_plan *plan, cl_command_queue queue, cl_me
         free(counts);
         free(indices);
     }
+    if (!st)
+        st = own_workspace_if_null(plan, &workspace);
     return st ? st : run_attention(plan, queue, q, k, v, o, workspace, &m, num_wait, wait_list, out_event);
 }
 
@@ -428,9 +439,11 @@ clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl
     clsa_clear_error(ctx);
     if (plan->sparsity.method == CLSA_METHOD_MASK)
         return clsa_fail(ctx, CLSA_ERR_WRONG_PLAN, "a CLSA_METHOD_MASK plan takes its mask in clsa_attention_masked");
-    clsa_status st = check_common(plan, queue, &workspace, num_wait, wait_list);
+    clsa_status st = check_common(plan, queue, workspace, num_wait, wait_list);
     if (!st)
         st = check_tensors(plan, q, k, v, o, true);
+    if (!st)
+        st = own_workspace_if_null(plan, &workspace);
     if (st)
         return st;
     if (!is_estimating(plan))

@@ -18,7 +18,11 @@ size_t clsa_dtype_size(clsa_dtype dtype)
 
 clsa_tensor_strides clsa_strides_blhd(int64_t len, int64_t heads, int64_t head_dim)
 {
-    clsa_tensor_strides s = {len * heads * head_dim, head_dim, heads * head_dim};
+    clsa_tensor_strides s = CLSA_STRIDES_OVERFLOW;
+    int64_t token, batch;
+    if (len > 0 && heads > 0 && head_dim > 0 && clsa_mul_i64(heads, head_dim, &token) &&
+        clsa_mul_i64(len, token, &batch))
+        s = (clsa_tensor_strides){batch, head_dim, token};
     return s;
 }
 
@@ -48,6 +52,10 @@ static clsa_status resolve_layout(clsa_context *ctx, const char *name, clsa_tens
         if (!clsa_mul_i64(len, dim, &out->head) || !clsa_mul_i64(heads, out->head, &out->batch))
             return clsa_fail(ctx, CLSA_ERR_SIZE_OVERFLOW, "%s: heads x len x head_dim overflows", name);
     } else {
+        if (s.batch == -1 && s.head == -1 && s.token == -1)
+            return clsa_fail(ctx, CLSA_ERR_SIZE_OVERFLOW,
+                             "%s strides are CLSA_STRIDES_OVERFLOW: clsa_strides_blhd's len x heads x head_dim "
+                             "overflowed, or a dimension was not positive", name);
         if (s.batch <= 0 || s.head <= 0 || s.token <= 0)
             return clsa_fail(ctx, CLSA_ERR_INVALID_STRIDE,
                              "%s strides (%lld, %lld, %lld): all three must be positive, or all zero for contiguous",

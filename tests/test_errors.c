@@ -93,6 +93,23 @@ static void test_overflow(void **state)
     expect_plan_error(&s, NULL, CLSA_ERR_SIZE_OVERFLOW);
 }
 
+/* clsa_strides_blhd once overflowed signed 64-bit arithmetic (UBSan) and returned garbage strides;
+   now it returns CLSA_STRIDES_OVERFLOW, and a plan with those refuses them. */
+static void test_strides_blhd_overflow_is_reported(void **state)
+{
+    (void)state;
+    const clsa_tensor_strides ok = clsa_strides_blhd(100, 4, 16);
+    assert_true(ok.batch == 6400 && ok.head == 16 && ok.token == 64);
+    const int64_t huge[][3] = {{INT64_MAX / 2, 4, 128}, {1, INT64_MAX, 2}, {3, 0, 16}, {-5, 2, 16}};
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; ++i) {
+        const clsa_tensor_strides st = clsa_strides_blhd(huge[i][0], huge[i][1], huge[i][2]);
+        assert_true(st.batch == -1 && st.head == -1 && st.token == -1);
+    }
+    clsa_shape s = good_shape();
+    s.q_strides = clsa_strides_blhd(INT64_MAX / 2, 4, 128);
+    expect_plan_error(&s, NULL, CLSA_ERR_SIZE_OVERFLOW);
+}
+
 static void test_strides_and_scale(void **state)
 {
     (void)state;
@@ -284,7 +301,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dimensions),        cmocka_unit_test(test_head_ratio),
         cmocka_unit_test(test_head_dim),          cmocka_unit_test(test_dtype),
-        cmocka_unit_test(test_overflow),          cmocka_unit_test(test_strides_and_scale),
+        cmocka_unit_test(test_overflow),          cmocka_unit_test(test_strides_and_scale), cmocka_unit_test(test_strides_blhd_overflow_is_reported),
         cmocka_unit_test(test_method),            cmocka_unit_test(test_null_plan_arguments),
         cmocka_unit_test(test_call_arguments),    cmocka_unit_test(test_host_call_nulls),
         cmocka_unit_test(test_context_options),   cmocka_unit_test(test_build_failure_message),

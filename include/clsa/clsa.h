@@ -198,7 +198,15 @@ typedef struct clsa_tensor_strides {
     int64_t batch, head, token;
 } clsa_tensor_strides;
 
-/** Strides of a contiguous [B, L, H, D] tensor with `heads` heads of `head_dim` channels. */
+/** Strides that clsa_strides_blhd returns when it cannot give valid ones; plans refuse them. */
+#define CLSA_STRIDES_OVERFLOW ((clsa_tensor_strides){-1, -1, -1})
+
+/**
+ * Strides of a contiguous [B, L, H, D] tensor with `heads` heads of `head_dim` channels. When a
+ * dimension is not positive or len x heads x head_dim overflows 64 bits, it returns
+ * CLSA_STRIDES_OVERFLOW (all three -1), which clsa_plan_create rejects with
+ * CLSA_ERR_SIZE_OVERFLOW: the overflow is reported where the shape is validated, never silently.
+ */
 clsa_tensor_strides clsa_strides_blhd(int64_t len, int64_t heads, int64_t head_dim);
 
 /** Everything about the tensors of one attention call. */
