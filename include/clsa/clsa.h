@@ -141,7 +141,10 @@ typedef struct clsa_context_options {
      * Directory of the program binary cache. NULL uses CLSA_CACHE_DIR, and the cache is off when
      * that is unset too. Entries are keyed by an XXH3-128 hash of the kernel source, build
      * options, device name, driver, device and platform versions and the clsa version; they are
-     * written to a temporary file and renamed into place. A corrupt entry is rebuilt silently.
+     * written to a temporary file and renamed into place. An entry's header holds its key (and a
+     * second hash of the same material), its payload's length and an XXH3-64 of the payload, all
+     * checked before the driver sees the binary: an entry that is corrupt, truncated or made for
+     * another key is rebuilt silently.
      */
     const char *cache_dir;
 } clsa_context_options;
