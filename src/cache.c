@@ -9,6 +9,10 @@
  * the payload's size and XXH3-64, checked against the file's length and bytes before the driver
  * sees any of it (PoCL crashes on a truncated binary). An entry that fails a check, or fails to
  * load or build, is ignored and rebuilt from source, without an error.
+ *
+ * No check can stop someone who can write the directory: they can write a well-formed entry for
+ * any key. So the cache trusts its directory, and clsa uses only one that the user owns and that
+ * group and others cannot write.
  */
 #include "internal.h"
 
@@ -37,6 +41,37 @@ typedef struct cache_header {
     uint64_t payload_hash; /* XXH3-64 of the payload */
     cache_key key;
 } cache_header;
+
+#define TRUST_RULE "; clsa trusts only a directory that its user owns and that group and others cannot write"
+
+clsa_status clsa_cache_open(clsa_context *ctx, const char *dir)
+{
+    char why[256] = "";
+    struct stat st;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        snprintf(why, sizeof why, "cannot be created (%s)", strerror(errno));
+    else if (stat(dir, &st) != 0)
+        snprintf(why, sizeof why, "cannot be examined (%s)", strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        snprintf(why, sizeof why, "is not a directory");
+    else if (st.st_uid != geteuid())
+        snprintf(why, sizeof why, "is owned by uid %ld, not by this process's user (uid %ld)%s", (long)st.st_uid,
+                 (long)geteuid(), TRUST_RULE);
+    else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        snprintf(why, sizeof why, "is writable by group or others (mode %03o)%s", (unsigned)(st.st_mode & 0777),
+                 TRUST_RULE);
+    if (why[0]) {
+        /* The context still works, only uncached; the message is all that tells the user why. */
+        clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "cache directory \"%s\" %s, so the program cache is off for this context",
+                  dir, why);
+        fprintf(stderr, "clsa: %s\n", ctx->last_error);
+        return CLSA_SUCCESS;
+    }
+    ctx->cache_dir = strdup(dir);
+    if (!ctx->cache_dir)
+        return clsa_fail(ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "no memory for the cache directory's name");
+    return CLSA_SUCCESS;
+}
 
 static void hash_field(XXH3_state_t *state, const char *text)
 {
@@ -165,7 +200,6 @@ static void write_entry(const char *dir, const cache_key *key, const unsigned ch
     char *path = key_path(dir, key, ".clbin");
     char *tmp = key_path(dir, key, suffix);
     if (path && tmp) {
-        mkdir(dir, 0755); /* EEXIST is fine; other failures show up at fopen */
         FILE *f = fopen(tmp, "wb");
         if (f) {
             cache_header header = {.payload_size = size, .payload_hash = XXH3_64bits(binary, size), .key = *key};

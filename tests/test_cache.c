@@ -1,7 +1,8 @@
 /*
  * The opt-in program binary cache: entries appear on first build and are reused; a corrupt entry
  * (garbage, truncated, or a well-formed file holding a binary the driver rejects) or an entry
- * copied from another key is rebuilt silently, with correct results.
+ * copied from another key is rebuilt silently, with correct results; and the cache is used only
+ * in a directory that the user owns and nobody else can write.
  */
 #include "harness.h"
 
@@ -80,6 +81,19 @@ static int list_entries(const char *in, char names[][512], int max)
     }
     closedir(d);
     qsort(names, (size_t)n, 512, (int (*)(const void *, const void *))strcmp);
+    return n;
+}
+
+/* Files of any kind in a directory, but . and .. */
+static int count_files(const char *in)
+{
+    DIR *d = opendir(in);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
     return n;
 }
 
@@ -277,6 +291,44 @@ static void test_entry_copied_over_other_key_is_rebuilt(void **state)
     }
 }
 
+/* Item 4 of issue 8: a truncated program binary never reaches the driver (PoCL crashes on one).
+   Cut short under its own header, the length check catches it. Behind a header remade to match
+   it, only someone who can write the cache directory could have put it there, and clsa does not
+   use a directory that others can write: the entry is never read. */
+static void test_truncated_payload_never_reaches_driver(void **state)
+{
+    (void)state;
+    char names[MAX_ENTRIES][512];
+    run_once_in(dir, 24);
+    assert_int_equal(list_entries(dir, names, MAX_ENTRIES), 2);
+
+    for (int i = 0; i < 2; ++i) {
+        struct stat st;
+        assert_int_equal(stat(names[i], &st), 0);
+        assert_int_equal(truncate(names[i], st.st_size - (off_t)payload_size(names[i]) / 2), 0);
+    }
+    run_once_in(dir, 24);
+    for (int i = 0; i < 2; ++i)
+        assert_true(entry_is_valid(names[i]));
+
+    size_t sizes[2];
+    unsigned char *forged[2];
+    for (int i = 0; i < 2; ++i) {
+        size_t n = 0;
+        unsigned char *file = read_file(names[i], &n);
+        uint64_t size = payload_size(names[i]);
+        forge_payload(names[i], file + n - size, size / 2);
+        free(file);
+        forged[i] = read_file(names[i], &sizes[i]);
+    }
+    assert_int_equal(chmod(dir, 0777), 0);
+    run_once_in(dir, 24);
+    for (int i = 0; i < 2; ++i) {
+        assert_true(same_bytes(names[i], forged[i], sizes[i])); /* neither used nor rebuilt */
+        free(forged[i]);
+    }
+}
+
 /* Item 4 of issue 8: the payload's length is the file's, to the byte: bytes after it mean the
    entry is not what clsa wrote, and it is rebuilt. */
 static void test_entry_with_trailing_bytes_is_rebuilt(void **state)
@@ -297,6 +349,66 @@ static void test_entry_with_trailing_bytes_is_rebuilt(void **state)
     assert_true(entry_is_valid(names[0]));
 }
 
+/* Item 4 of issue 8: the cache is off, with a message naming the directory, in a directory that
+   group or others can write; plans still work, and nothing is written there. */
+static void test_group_writable_dir_refused(void **state)
+{
+    (void)state;
+    const mode_t modes[] = {0770, 0707, 0777};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; ++i) {
+        assert_int_equal(chmod(dir, modes[i]), 0);
+        clsa_context *ctx = cache_context(dir);
+        const char *why = clsa_context_last_error(ctx);
+        if (!strstr(why, dir) || !strstr(why, "writable"))
+            fail_msg("mode %o: no message says the cache directory was refused (last error: \"%s\")",
+                     (unsigned)modes[i], why);
+        check_dense(ctx, 24);
+        clsa_context_release(ctx);
+        assert_int_equal(count_files(dir), 0);
+    }
+}
+
+/* Item 4 of issue 8: the cache is off in a directory another user owns (root included: the test
+   hands its directory to nobody when run as root). */
+static void test_foreign_owned_dir_refused(void **state)
+{
+    (void)state;
+    const char *foreign = "/"; /* owned by root, so by someone else unless we are root */
+    if (geteuid() == 0) {
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        foreign = dir;
+    }
+    clsa_context *ctx = cache_context(foreign);
+    const char *why = clsa_context_last_error(ctx);
+    if (!strstr(why, foreign) || !strstr(why, "owned"))
+        fail_msg("no message says the cache directory was refused (last error: \"%s\")", why);
+    check_dense(ctx, 24);
+    clsa_context_release(ctx);
+    if (geteuid() == 0)
+        assert_int_equal(count_files(dir), 0);
+}
+
+/* A cache directory that cannot be made, or a file in its place, turns the cache off with a
+   message; plans still work. */
+static void test_unusable_dir_turns_cache_off(void **state)
+{
+    (void)state;
+    char missing_parent[512], file[512];
+    snprintf(missing_parent, sizeof missing_parent, "%s/no/such/parent", dir);
+    snprintf(file, sizeof file, "%s/a-file", dir);
+    write_file(file, "x", 1);
+    const char *paths[] = {missing_parent, file};
+    for (int i = 0; i < 2; ++i) {
+        clsa_context *ctx = cache_context(paths[i]);
+        const char *why = clsa_context_last_error(ctx);
+        if (!strstr(why, paths[i]))
+            fail_msg("no message says the cache directory %s was refused (last error: \"%s\")", paths[i], why);
+        check_dense(ctx, 24);
+        clsa_context_release(ctx);
+    }
+    assert_int_equal(count_files(dir), 1);
+}
+
 int main(void)
 {
     harness_init("cache");
@@ -304,7 +416,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         CACHE_TEST(test_entries_reused_and_corrupt_ones_rebuilt),
         CACHE_TEST(test_entry_copied_over_other_key_is_rebuilt),
+        CACHE_TEST(test_truncated_payload_never_reaches_driver),
         CACHE_TEST(test_entry_with_trailing_bytes_is_rebuilt),
+        CACHE_TEST(test_group_writable_dir_refused),
+        CACHE_TEST(test_foreign_owned_dir_refused),
+        CACHE_TEST(test_unusable_dir_turns_cache_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
