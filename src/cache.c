@@ -12,7 +12,9 @@
  *
  * No check can stop someone who can write the directory: they can write a well-formed entry for
  * any key. So the cache trusts its directory, and clsa uses only one that the user owns and that
- * group and others cannot write.
+ * group and others cannot write. Inside it, clsa reads only regular files and never follows a
+ * link (a FIFO would block the read, a link could lead anywhere), and writes each entry to a
+ * fresh mkstemp file that it renames into place.
  */
 #include "internal.h"
 
@@ -119,12 +121,27 @@ char *clsa_cache_entry_path(clsa_context *ctx, const char *source, const char *o
     return key_path(ctx->cache_dir, &key, ".clbin");
 }
 
-/* read() may return fewer bytes than asked: this loops, and fails on an error or EOF. */
+/* read() and write() may move fewer bytes than asked: these loop, and fail on an error or EOF. */
 static bool read_all(int fd, void *buf, size_t n)
 {
     unsigned char *at = buf;
     while (n > 0) {
         ssize_t done = read(fd, at, n);
+        if (done < 0 && errno == EINTR)
+            continue;
+        if (done <= 0)
+            return false;
+        at += done;
+        n -= (size_t)done;
+    }
+    return true;
+}
+
+static bool write_all(int fd, const void *buf, size_t n)
+{
+    const unsigned char *at = buf;
+    while (n > 0) {
+        ssize_t done = write(fd, at, n);
         if (done < 0 && errno == EINTR)
             continue;
         if (done <= 0)
@@ -146,12 +163,14 @@ static bool header_matches(const cache_header *header, const cache_key *key, off
 /* The payload of the entry at path when it is what clsa wrote for key, else NULL. */
 static unsigned char *read_entry(const char *path, const cache_key *key, size_t *size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NOFOLLOW: a link may lead anywhere. O_NONBLOCK: opening a FIFO to read waits for a
+       writer; open returns at once with it, and the S_ISREG check turns the FIFO away. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return NULL;
     struct stat st;
     cache_header header;
-    bool ok = fstat(fd, &st) == 0 && read_all(fd, &header, sizeof header) &&
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read_all(fd, &header, sizeof header) &&
               header_matches(&header, key, st.st_size);
     unsigned char *payload = ok ? malloc(header.payload_size) : NULL;
     ok = payload && read_all(fd, payload, header.payload_size) &&
@@ -192,24 +211,23 @@ cl_program clsa_cache_load(clsa_context *ctx, const char *source, const char *op
     return program;
 }
 
-/* Writes the entry to a temporary file beside it and renames that into place. */
+/* Writes the entry to a fresh file beside it and renames that into place. mkstemp makes the file
+   itself (O_EXCL, mode 0600), so nothing planted under a guessed name is followed; rename()
+   replaces a link at the entry's path rather than writing through it, and is atomic: readers see
+   the old entry or the whole new one, never a part. */
 static void write_entry(const char *dir, const cache_key *key, const unsigned char *binary, size_t size)
 {
-    char suffix[48];
-    snprintf(suffix, sizeof suffix, ".clbin.%ld.tmp", (long)getpid());
     char *path = key_path(dir, key, ".clbin");
-    char *tmp = key_path(dir, key, suffix);
-    if (path && tmp) {
-        FILE *f = fopen(tmp, "wb");
-        if (f) {
-            cache_header header = {.payload_size = size, .payload_hash = XXH3_64bits(binary, size), .key = *key};
-            memcpy(header.magic, CACHE_MAGIC, 8);
-            bool ok = fwrite(&header, sizeof header, 1, f) == 1 && fwrite(binary, 1, size, f) == size;
-            ok = (fclose(f) == 0) && ok;
-            /* rename() is atomic: readers see the old entry or the whole new one, never a part. */
-            if (!ok || rename(tmp, path) != 0)
-                unlink(tmp);
-        }
+    char *tmp = key_path(dir, key, ".tmp.XXXXXX");
+    int fd = path && tmp ? mkstemp(tmp) : -1;
+    if (fd >= 0) {
+        fcntl(fd, F_SETFD, FD_CLOEXEC); /* not inherited by a program another thread starts */
+        cache_header header = {.payload_size = size, .payload_hash = XXH3_64bits(binary, size), .key = *key};
+        memcpy(header.magic, CACHE_MAGIC, 8);
+        bool ok = write_all(fd, &header, sizeof header) && write_all(fd, binary, size);
+        ok = close(fd) == 0 && ok;
+        if (!ok || rename(tmp, path) != 0)
+            unlink(tmp);
     }
     free(path);
     free(tmp);

@@ -1,16 +1,21 @@
 /*
  * The opt-in program binary cache: entries appear on first build and are reused; a corrupt entry
  * (garbage, truncated, or a well-formed file holding a binary the driver rejects) or an entry
- * copied from another key is rebuilt silently, with correct results; and the cache is used only
- * in a directory that the user owns and nobody else can write.
+ * copied from another key is rebuilt silently, with correct results; entries are only ever
+ * regular files, opened without following links; and the cache is used only in a directory that
+ * the user owns and nobody else can write.
  */
 #include "harness.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -409,6 +414,136 @@ static void test_unusable_dir_turns_cache_off(void **state)
     assert_int_equal(count_files(dir), 1);
 }
 
+/* Item 5 of issue 8: the directory clsa makes is 0700 and its entries 0600, whatever the umask. */
+static void test_created_dir_is_0700(void **state)
+{
+    (void)state;
+    char made[512], names[MAX_ENTRIES][512];
+    snprintf(made, sizeof made, "%s/made-by-clsa", dir);
+    mode_t old_mask = umask(0);
+    run_once_in(made, 24);
+    umask(old_mask);
+    struct stat st;
+    assert_int_equal(stat(made, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    int n = list_entries(made, names, MAX_ENTRIES);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; ++i) {
+        assert_int_equal(stat(names[i], &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+    }
+}
+
+/* Item 5 of issue 8: a symlink at an entry's path is not followed, even to a valid entry: the
+   link is replaced by a fresh entry, and its target is left as it was. */
+static void test_symlink_entry_not_followed(void **state)
+{
+    (void)state;
+    char names[MAX_ENTRIES][512], targets[2][600];
+    run_once_in(dir, 24);
+    assert_int_equal(list_entries(dir, names, MAX_ENTRIES), 2);
+    size_t sizes[2];
+    unsigned char *kept[2];
+    for (int i = 0; i < 2; ++i) {
+        snprintf(targets[i], sizeof targets[i], "%s/%s", outside, strrchr(names[i], '/') + 1);
+        assert_int_equal(rename(names[i], targets[i]), 0);
+        assert_int_equal(symlink(targets[i], names[i]), 0);
+        kept[i] = read_file(targets[i], &sizes[i]);
+    }
+    run_once_in(dir, 24);
+    for (int i = 0; i < 2; ++i) {
+        struct stat st;
+        assert_int_equal(lstat(names[i], &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_true(entry_is_valid(names[i]));
+        assert_true(same_bytes(targets[i], kept[i], sizes[i]));
+        free(kept[i]);
+    }
+}
+
+/* Item 5 of issue 8: a symlink planted where the temporary file used to go (the entry's path,
+   the pid and ".tmp") does not make clsa overwrite its target. */
+static void test_planted_temp_symlink_leaves_target_unchanged(void **state)
+{
+    (void)state;
+    char names[MAX_ENTRIES][512], planted[2][600], victim[600];
+    run_once_in(dir, 24);
+    assert_int_equal(list_entries(dir, names, MAX_ENTRIES), 2);
+    const char precious[] = "a file the attacker wants overwritten";
+    snprintf(victim, sizeof victim, "%s/victim", outside);
+    write_file(victim, precious, sizeof precious);
+    for (int i = 0; i < 2; ++i) {
+        assert_int_equal(unlink(names[i]), 0);
+        snprintf(planted[i], sizeof planted[i], "%.511s.%ld.tmp", names[i], (long)getpid());
+        assert_int_equal(symlink(victim, planted[i]), 0);
+    }
+    run_once_in(dir, 24);
+    assert_true(same_bytes(victim, (const unsigned char *)precious, sizeof precious));
+    for (int i = 0; i < 2; ++i) {
+        unlink(planted[i]);
+        struct stat st;
+        assert_int_equal(lstat(names[i], &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_true(entry_is_valid(names[i]));
+    }
+}
+
+/* Watches FIFOs while a plan is made: a FIFO that has a reader means clsa opened it and would
+   block until a writer comes. The watchdog then opens it for writing (and closes it at once), which
+   ends the wait, so the test fails instead of hanging. */
+typedef struct fifo_watch {
+    char (*paths)[512];
+    int count;
+    atomic_bool stop, reader_blocked;
+} fifo_watch;
+
+static void *watch_fifos(void *arg)
+{
+    fifo_watch *w = arg;
+    const struct timespec tick = {0, 20 * 1000 * 1000};
+    while (!atomic_load(&w->stop)) {
+        for (int i = 0; i < w->count; ++i) {
+            int fd = open(w->paths[i], O_WRONLY | O_NONBLOCK);
+            struct stat st;
+            if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+                atomic_store(&w->reader_blocked, true);
+            if (fd >= 0)
+                close(fd);
+        }
+        nanosleep(&tick, NULL);
+    }
+    return NULL;
+}
+
+/* Item 6 of issue 8: a FIFO at an entry's path is no entry: plan creation does not wait on it,
+   succeeds, and replaces it with a fresh entry. */
+static void test_fifo_entry_does_not_hang(void **state)
+{
+    (void)state;
+    char names[MAX_ENTRIES][512];
+    run_once_in(dir, 24);
+    assert_int_equal(list_entries(dir, names, MAX_ENTRIES), 2);
+    for (int i = 0; i < 2; ++i) {
+        assert_int_equal(unlink(names[i]), 0);
+        assert_int_equal(mkfifo(names[i], 0600), 0);
+    }
+    fifo_watch w = {.paths = names, .count = 2};
+    atomic_init(&w.stop, false);
+    atomic_init(&w.reader_blocked, false);
+    pthread_t watchdog;
+    assert_int_equal(pthread_create(&watchdog, NULL, watch_fifos, &w), 0);
+    run_once_in(dir, 24);
+    atomic_store(&w.stop, true);
+    pthread_join(watchdog, NULL);
+    assert_false(atomic_load(&w.reader_blocked));
+    for (int i = 0; i < 2; ++i) {
+        struct stat st;
+        assert_int_equal(lstat(names[i], &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_true(entry_is_valid(names[i]));
+    }
+}
+
 int main(void)
 {
     harness_init("cache");
@@ -421,6 +556,10 @@ int main(void)
         CACHE_TEST(test_group_writable_dir_refused),
         CACHE_TEST(test_foreign_owned_dir_refused),
         CACHE_TEST(test_unusable_dir_turns_cache_off),
+        CACHE_TEST(test_created_dir_is_0700),
+        CACHE_TEST(test_symlink_entry_not_followed),
+        CACHE_TEST(test_planted_temp_symlink_leaves_target_unchanged),
+        CACHE_TEST(test_fifo_entry_does_not_hang),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
