@@ -103,9 +103,9 @@ clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
         return abandon(ctx, st);
     const char *dir = options && options->cache_dir ? options->cache_dir : getenv("CLSA_CACHE_DIR");
     if (dir && *dir) {
-        ctx->cache_dir = strdup(dir);
-        if (!ctx->cache_dir)
-            return abandon(ctx, CLSA_ERR_OUT_OF_HOST_MEMORY);
+        st = clsa_cache_open(ctx, dir);
+        if (st)
+            return abandon(ctx, st);
     }
     *out = ctx;
     return CLSA_SUCCESS;

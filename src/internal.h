@@ -70,7 +70,11 @@ clsa_status clsa_stage_kernels(clsa_context *ctx, const char *source_name, const
                                const clsa_shape *shape, const char *extra, const char *const *names,
                                cl_kernel *const *kernels, int count);
 
-/* Binary cache: load returns a built program or NULL (any failure means "not cached"). */
+/* Binary cache (cache.c). open turns the cache on for ctx in dir, making dir (0700) when it is
+   missing, if the user owns it and group and others cannot write it; otherwise the cache stays
+   off, with the reason on stderr and in the last error. It fails only when out of memory. */
+clsa_status clsa_cache_open(clsa_context *ctx, const char *dir);
+/* load returns a built program or NULL (any failure means "not cached"). */
 cl_program clsa_cache_load(clsa_context *ctx, const char *source, const char *options);
 void clsa_cache_store(clsa_context *ctx, cl_program program, const char *source, const char *options);
 /* The path of the entry for (source, options); used by tests to corrupt it. Caller frees. */

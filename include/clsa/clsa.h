@@ -46,7 +46,8 @@
  *                      devices of all platforms, or a substring of the device name.
  *   CLSA_KERNEL_STYLE  "cpu" or "gpu": overrides the kernel style picked from the device type
  *                      (an explicit clsa_context_options.kernel_style wins over it).
- *   CLSA_CACHE_DIR     directory for the on-disk program binary cache (off when unset).
+ *   CLSA_CACHE_DIR     directory for the on-disk program binary cache (off when unset); see
+ *                      clsa_context_options.cache_dir for what the cache trusts.
  */
 #ifndef CLSA_CLSA_H
 #define CLSA_CLSA_H
@@ -141,7 +142,21 @@ typedef struct clsa_context_options {
      * Directory of the program binary cache. NULL uses CLSA_CACHE_DIR, and the cache is off when
      * that is unset too. Entries are keyed by an XXH3-128 hash of the kernel source, build
      * options, device name, driver, device and platform versions and the clsa version; they are
-     * written to a temporary file and renamed into place. A corrupt entry is rebuilt silently.
+     * written to a fresh temporary file (mkstemp) and renamed into place. An entry's header holds
+     * its key (and a second hash of the same material), its payload's length and an XXH3-64 of
+     * the payload, all checked before the driver sees the binary: an entry that is corrupt,
+     * truncated, made for another key, or no regular file (a symlink is not followed, a FIFO not
+     * waited on) is rebuilt silently.
+     *
+     * The cache trusts its directory. The checks catch accidents, not someone who can write the
+     * directory: they could plant a well-formed entry holding any program. So clsa uses the
+     * directory only when it is owned by the process's effective user (geteuid(), root included)
+     * and not writable by group or others; it creates a missing directory (not its parents) with
+     * mode 0700, and entries with mode 0600. The directories above it are trusted as well. When
+     * the directory cannot be created or is refused, context creation still succeeds, with the
+     * cache off for that context (plans are built from source): the reason is printed to stderr
+     * and left in clsa_context_last_error() as a CLSA_ERR_INVALID_OPTION message until the next
+     * call on the context.
      */
     const char *cache_dir;
 } clsa_context_options;
