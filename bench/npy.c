@@ -1,8 +1,11 @@
 #include "npy.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int fail(char *err, size_t n, const char *path, const char *why)
 {
@@ -24,43 +27,53 @@ static const char *field(const char *header, const char *key)
     return at;
 }
 
-int npy_read(const char *path, npy_array *out, char *err, size_t n)
+/* The preamble and header of a .npy file: sets out's dtype, shape and count, and *data_offset.
+   Checks that `file_size` is exactly the header plus the data its shape needs, so that nothing is
+   allocated for a shape the file does not hold. */
+int npy_parse_header(const unsigned char *head, size_t head_len, uint64_t file_size, npy_array *out,
+                     size_t *data_offset, char *err, size_t n)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fail(err, n, path, "cannot open");
-    unsigned char pre[10];
-    int rc = -1;
-    char *header = NULL;
-    if (fread(pre, 1, 8, f) != 8 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        fail(err, n, path, "not a .npy file (bad magic)");
-        goto done;
-    }
+    const char *name = "header";
+    if (head_len < 8 || memcmp(head, "\x93NUMPY", 6) != 0)
+        return fail(err, n, name, "not a .npy file (bad magic)");
+    if (head_len < 10)
+        return fail(err, n, name, "truncated header");
     uint32_t hlen = 0;
-    if (pre[6] == 1) {
-        unsigned char b[2];
-        if (fread(b, 1, 2, f) != 2) { fail(err, n, path, "truncated header"); goto done; }
-        hlen = (uint32_t)b[0] | ((uint32_t)b[1] << 8);
-    } else if (pre[6] == 2 || pre[6] == 3) {
-        unsigned char b[4];
-        if (fread(b, 1, 4, f) != 4) { fail(err, n, path, "truncated header"); goto done; }
-        hlen = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+    size_t at = 0;
+    if (head[6] == 1) {
+        hlen = (uint32_t)head[8] | ((uint32_t)head[9] << 8);
+        at = 10;
+    } else if (head[6] == 2 || head[6] == 3) {
+        if (head_len < 12)
+            return fail(err, n, name, "truncated header");
+        hlen = (uint32_t)head[8] | ((uint32_t)head[9] << 8) | ((uint32_t)head[10] << 16) | ((uint32_t)head[11] << 24);
+        at = 12;
     } else {
-        fail(err, n, path, "unsupported .npy version");
-        goto done;
+        return fail(err, n, name, "unsupported .npy version");
     }
-    if (hlen == 0 || hlen > 1 << 20) { fail(err, n, path, "implausible header length"); goto done; }
-    header = malloc(hlen + 1);
-    if (!header || fread(header, 1, hlen, f) != hlen) { fail(err, n, path, "truncated header"); goto done; }
+    if (hlen == 0 || hlen > NPY_MAX_HEADER)
+        return fail(err, n, name, "implausible header length");
+    if (head_len - at < hlen)
+        return fail(err, n, name, "truncated header");
+    char header[NPY_MAX_HEADER + 1];
+    memcpy(header, head + at, hlen);
     header[hlen] = '\0';
+    if (strlen(header) != hlen)
+        return fail(err, n, name, "NUL byte in the header");
     const char *descr = field(header, "descr"), *order = field(header, "fortran_order"), *shape = field(header, "shape");
-    if (!descr || !order || !shape) { fail(err, n, path, "header lacks descr, fortran_order or shape"); goto done; }
-    if (strncmp(descr, "'<f4'", 5) == 0) out->is_f16 = 0;
-    else if (strncmp(descr, "'<f2'", 5) == 0) out->is_f16 = 1;
-    else { fail(err, n, path, "dtype must be little-endian float32 ('<f4') or float16 ('<f2')"); goto done; }
-    if (strncmp(order, "False", 5) != 0) { fail(err, n, path, "fortran_order must be False (C order)"); goto done; }
-    if (*shape != '(') { fail(err, n, path, "malformed shape"); goto done; }
+    if (!descr || !order || !shape)
+        return fail(err, n, name, "header lacks descr, fortran_order or shape");
+    if (strncmp(descr, "'<f4'", 5) == 0)
+        out->is_f16 = 0;
+    else if (strncmp(descr, "'<f2'", 5) == 0)
+        out->is_f16 = 1;
+    else
+        return fail(err, n, name, "dtype must be little-endian float32 ('<f4') or float16 ('<f2')");
+    if (strncmp(order, "False", 5) != 0)
+        return fail(err, n, name, "fortran_order must be False (C order)");
+    if (*shape != '(')
+        return fail(err, n, name, "malformed shape");
     const char *p = shape + 1;
     out->count = 1;
     while (*p && *p != ')') {
@@ -70,23 +83,62 @@ int npy_read(const char *path, npy_array *out, char *err, size_t n)
             break;
         char *end = NULL;
         long long d = strtoll(p, &end, 10);
-        if (end == p || d <= 0 || d > (1ll << 40) || out->ndim == 8) { fail(err, n, path, "malformed shape"); goto done; }
+        if (end == p || d <= 0 || d > (1ll << 40) || out->ndim == 8)
+            return fail(err, n, name, "malformed shape");
         out->shape[out->ndim++] = d;
-        if (__builtin_mul_overflow(out->count, (int64_t)d, &out->count) || out->count > (1ll << 40)) {
-            fail(err, n, path, "shape too large");
-            goto done;
-        }
+        if (__builtin_mul_overflow(out->count, (int64_t)d, &out->count) || out->count > (1ll << 40))
+            return fail(err, n, name, "shape too large");
         p = end;
     }
-    if (*p != ')' || out->ndim == 0) { fail(err, n, path, "malformed shape"); goto done; }
-    const size_t es = out->is_f16 ? 2 : 4, bytes = (size_t)out->count * es;
-    out->data = malloc(bytes);
-    if (!out->data) { fail(err, n, path, "out of memory"); goto done; }
-    if (fread(out->data, 1, bytes, f) != bytes) { fail(err, n, path, "file shorter than its shape says"); goto done; }
-    if (fgetc(f) != EOF) { fail(err, n, path, "file longer than its shape says"); goto done; }
-    rc = 0;
-done:
-    free(header);
+    if (*p != ')' || out->ndim == 0)
+        return fail(err, n, name, "malformed shape");
+    const uint64_t es = out->is_f16 ? 2 : 4, need = (uint64_t)out->count * es, offset = at + hlen;
+    if (file_size < offset || file_size - offset != need) {
+        snprintf(err, n, "%s: the file holds %llu data bytes but its shape needs %llu", name,
+                 (unsigned long long)(file_size < offset ? 0 : file_size - offset), (unsigned long long)need);
+        return -1;
+    }
+    *data_offset = (size_t)offset;
+    return 0;
+}
+
+int npy_read(const char *path, npy_array *out, char *err, size_t n)
+{
+    memset(out, 0, sizeof *out);
+    /* O_NONBLOCK: a FIFO at the path must not hang the open; only regular files are read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return fail(err, n, path, "cannot open");
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(err, n, path, "not a regular file");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return fail(err, n, path, "cannot open");
+    }
+    unsigned char *head = malloc(NPY_MAX_HEADER + 12);
+    const size_t head_len = head ? fread(head, 1, NPY_MAX_HEADER + 12, f) : 0;
+    size_t offset = 0;
+    int rc = -1;
+    char why[256];
+    if (!head) {
+        fail(err, n, path, "out of memory");
+    } else if (npy_parse_header(head, head_len, (uint64_t)st.st_size, out, &offset, why, sizeof why) != 0) {
+        snprintf(err, n, "%s: %s", path, why + strlen("header: "));
+    } else {
+        const size_t bytes = (size_t)out->count * (out->is_f16 ? 2 : 4);
+        out->data = malloc(bytes ? bytes : 1);
+        if (!out->data)
+            fail(err, n, path, "out of memory");
+        else if (fseek(f, (long)offset, SEEK_SET) != 0 || fread(out->data, 1, bytes, f) != bytes)
+            fail(err, n, path, "file shorter than its shape says (it changed while being read)");
+        else
+            rc = 0;
+    }
+    free(head);
     fclose(f);
     if (rc)
         npy_free(out);

@@ -13,8 +13,17 @@ typedef struct npy_array {
     int64_t count;
 } npy_array;
 
-/* Reads path; on failure returns -1 and writes a message into err (never crashes on bad input). */
+/* Reads path; on failure returns -1 and writes a message into err (never crashes on bad input).
+   The header's shape is checked against the file's size before anything is allocated for it. */
 int npy_read(const char *path, npy_array *out, char *err, size_t err_size);
+
+/* Headers longer than this are refused (NumPy writes a few hundred bytes). */
+#define NPY_MAX_HEADER (1u << 20)
+/* Parses the preamble and header at the start of a file of file_size bytes (head holds its first
+   head_len bytes): fills out's dtype, shape and count (not data) and *data_offset, and checks that
+   the file holds exactly the data the shape needs. Returns -1 with a message on any error. */
+int npy_parse_header(const unsigned char *head, size_t head_len, uint64_t file_size, npy_array *out,
+                     size_t *data_offset, char *err, size_t err_size);
 void npy_free(npy_array *a);
 
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char path[256];
@@ -36,6 +37,30 @@ static void expect_error(const char *what)
     assert_null(a.data);
     printf("# %s -> %s\n", what, err);
     assert_true(strlen(err) > strlen(path));
+}
+
+/* A small file whose header claims a huge shape once made the reader allocate for the shape
+   (18 GB for a 130-byte file) before it looked at the file's size. Now the size is compared first:
+   the error is the size mismatch, never an allocation failure. 2^38 x 4 floats is 4 TiB, more
+   than any allocator here grants, so the old order fails this test deterministically. */
+static void test_size_checked_before_allocation(void **state)
+{
+    (void)state;
+    snprintf(path, sizeof path, "%s/clsa-npy-big-%ld.npy", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+    const float some[16] = {0};
+    write_npy("\x93NUMPY", "{'descr': '<f4', 'fortran_order': False, 'shape': (274877906944, 4), }", some, sizeof some);
+    npy_array a;
+    char err[512] = "";
+    assert_int_equal(npy_read(path, &a, err, sizeof err), -1);
+    printf("# huge shape in a small file -> %s\n", err);
+    assert_null(a.data);
+    assert_non_null(strstr(err, "its shape needs 4398046511104"));
+    /* Not a regular file (a FIFO would block a plain open): refused at once. */
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(npy_read(path, &a, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a regular file"));
+    unlink(path);
 }
 
 static void test_npy(void **state)
@@ -96,6 +121,6 @@ static void test_npy(void **state)
 int main(void)
 {
     harness_init("npy");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_npy)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_npy), cmocka_unit_test(test_size_checked_before_allocation)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

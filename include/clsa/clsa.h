@@ -59,6 +59,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks the public API: the library is built with hidden visibility, so only these are exported. */
+#if defined(__GNUC__)
+#define CLSA_API __attribute__((visibility("default")))
+#else
+#define CLSA_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -74,10 +81,10 @@ extern "C" {
 #define CLSA_VERSION (CLSA_VERSION_MAJOR * 10000 + CLSA_VERSION_MINOR * 100 + CLSA_VERSION_PATCH)
 
 /** The version of the library linked at run time, as "major.minor.patch". */
-const char *clsa_version(void);
+CLSA_API const char *clsa_version(void);
 
 /** The version of the library linked at run time, as CLSA_VERSION would give it. */
-int clsa_version_number(void);
+CLSA_API int clsa_version_number(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Status codes                                                                               */
@@ -116,7 +123,7 @@ typedef enum clsa_status {
 } clsa_status;
 
 /** A short constant name for any status, clsa's or OpenCL's ("CLSA_ERR_HEAD_RATIO", "CL_INVALID_VALUE"). */
-const char *clsa_status_string(clsa_status status);
+CLSA_API const char *clsa_status_string(clsa_status status);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Context                                                                                    */
@@ -165,7 +172,7 @@ typedef struct clsa_context_options {
  * Makes a context on the caller's OpenCL context and device. Both are retained and released by
  * clsa_context_release. Device capabilities are read once, here.
  */
-clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
+CLSA_API clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
                                 const clsa_context_options *options, clsa_context **out);
 
 /**
@@ -174,25 +181,25 @@ clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
  * first GPU, else the first device. Returns CLSA_ERR_NO_DEVICE when there is none, and
  * CLSA_ERR_INVALID_OPTION when CLSA_DEVICE matches nothing.
  */
-clsa_status clsa_context_create_default(const clsa_context_options *options, clsa_context **out);
+CLSA_API clsa_status clsa_context_create_default(const clsa_context_options *options, clsa_context **out);
 
 /** Releases the context and what it retained. Plans made from it must be released first. NULL is a no-op. */
-void clsa_context_release(clsa_context *ctx);
+CLSA_API void clsa_context_release(clsa_context *ctx);
 
 /** The last error message of this context ("" when none). Valid until the next call on the context. */
-const char *clsa_context_last_error(const clsa_context *ctx);
+CLSA_API const char *clsa_context_last_error(const clsa_context *ctx);
 
 /** The OpenCL context the clsa context runs on (not retained for the caller). */
-cl_context clsa_context_cl_context(const clsa_context *ctx);
+CLSA_API cl_context clsa_context_cl_context(const clsa_context *ctx);
 
 /** The OpenCL device the clsa context runs on (not retained for the caller). */
-cl_device_id clsa_context_device(const clsa_context *ctx);
+CLSA_API cl_device_id clsa_context_device(const clsa_context *ctx);
 
 /** The kernel style this context resolved to: CLSA_STYLE_CPU or CLSA_STYLE_GPU. */
-clsa_kernel_style clsa_context_kernel_style(const clsa_context *ctx);
+CLSA_API clsa_kernel_style clsa_context_kernel_style(const clsa_context *ctx);
 
 /** The device name, as CL_DEVICE_NAME reports it. */
-const char *clsa_context_device_name(const clsa_context *ctx);
+CLSA_API const char *clsa_context_device_name(const clsa_context *ctx);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Shapes                                                                                     */
@@ -222,7 +229,7 @@ typedef struct clsa_tensor_strides {
  * CLSA_STRIDES_OVERFLOW (all three -1), which clsa_plan_create rejects with
  * CLSA_ERR_SIZE_OVERFLOW: the overflow is reported where the shape is validated, never silently.
  */
-clsa_tensor_strides clsa_strides_blhd(int64_t len, int64_t heads, int64_t head_dim);
+CLSA_API clsa_tensor_strides clsa_strides_blhd(int64_t len, int64_t heads, int64_t head_dim);
 
 /** Everything about the tensors of one attention call. */
 typedef struct clsa_shape {
@@ -239,11 +246,11 @@ typedef struct clsa_shape {
 } clsa_shape;
 
 /** A contiguous [B, H, L, D] shape with default scale, non-causal. Fill the rest as needed. */
-clsa_shape clsa_shape_make(int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t q_len,
+CLSA_API clsa_shape clsa_shape_make(int64_t batch, int64_t q_heads, int64_t kv_heads, int64_t q_len,
                            int64_t kv_len, int64_t head_dim, clsa_dtype dtype, int causal);
 
 /** Bytes of one element of dtype (0 for an unknown dtype). */
-size_t clsa_dtype_size(clsa_dtype dtype);
+CLSA_API size_t clsa_dtype_size(clsa_dtype dtype);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sparsity                                                                                   */
@@ -300,7 +307,7 @@ typedef struct clsa_sparsity {
 } clsa_sparsity;
 
 /** Defaults: the given method, tau 0.004, sink 32, local 256, blocks 64 x 32 (SALE's). */
-void clsa_sparsity_init(clsa_sparsity *sparsity, clsa_method method);
+CLSA_API void clsa_sparsity_init(clsa_sparsity *sparsity, clsa_method method);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Plans                                                                                      */
@@ -312,17 +319,17 @@ typedef struct clsa_plan clsa_plan;
  * Validates shape and sparsity (NULL sparsity means dense), compiles every kernel the plan
  * needs and fixes its workspace size. The plan keeps a pointer to ctx, which must outlive it.
  */
-clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape,
+CLSA_API clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape,
                              const clsa_sparsity *sparsity, clsa_plan **out);
 
 /** Releases a plan and any workspace it allocated for itself. NULL is a no-op. */
-void clsa_plan_release(clsa_plan *plan);
+CLSA_API void clsa_plan_release(clsa_plan *plan);
 
 /** Bytes of device workspace the plan needs (always > 0). It grows as O(L*D + blocks), never L^2. */
-size_t clsa_plan_workspace_size(const clsa_plan *plan);
+CLSA_API size_t clsa_plan_workspace_size(const clsa_plan *plan);
 
 /** The shape the plan was made for, with scale resolved (never 0). */
-const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
+CLSA_API const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Attention                                                                                  */
@@ -338,7 +345,7 @@ const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
  * is written (release it with clReleaseEvent). Internal kernels are chained by events, so
  * in-order and out-of-order queues both work. The call never blocks.
  */
-clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
+CLSA_API clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
                            cl_mem o, cl_mem workspace, cl_uint num_wait, const cl_event *wait_list,
                            cl_event *out_event);
 
@@ -353,7 +360,7 @@ clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl
  * blocking until done. The arrays are laid out as the shape says, in the shape's dtype (f16 and
  * bf16 as uint16_t bit patterns). queue may be NULL to use a queue made for this call.
  */
-clsa_status clsa_attention_host(clsa_plan *plan, cl_command_queue queue, const void *q,
+CLSA_API clsa_status clsa_attention_host(clsa_plan *plan, cl_command_queue queue, const void *q,
                                 const void *k, const void *v, void *o);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -388,10 +395,10 @@ typedef struct clsa_mask_geometry {
 } clsa_mask_geometry;
 
 /** The mask geometry of a sparse plan (CLSA_ERR_WRONG_PLAN for a dense plan). */
-clsa_status clsa_plan_mask_geometry(const clsa_plan *plan, clsa_mask_geometry *out);
+CLSA_API clsa_status clsa_plan_mask_geometry(const clsa_plan *plan, clsa_mask_geometry *out);
 
 /** The block mask that lives inside a workspace of this plan (where clsa_estimate_mask writes). */
-clsa_status clsa_plan_workspace_mask(const clsa_plan *plan, cl_mem workspace, clsa_block_mask *out);
+CLSA_API clsa_status clsa_plan_workspace_mask(const clsa_plan *plan, cl_mem workspace, clsa_block_mask *out);
 
 /** Byte offsets of the SALE buffers inside a workspace, and their padded sizes. */
 typedef struct clsa_quant_layout {
@@ -409,7 +416,7 @@ typedef struct clsa_quant_layout {
 } clsa_quant_layout;
 
 /** Where a SALE plan keeps its buffers in the workspace (CLSA_ERR_WRONG_PLAN for other plans). */
-clsa_status clsa_plan_quant_layout(const clsa_plan *plan, clsa_quant_layout *out);
+CLSA_API clsa_status clsa_plan_quant_layout(const clsa_plan *plan, clsa_quant_layout *out);
 
 /**
  * Stage 1 of SALE (CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT plans): token means, int4 codes,
@@ -420,7 +427,7 @@ clsa_status clsa_plan_quant_layout(const clsa_plan *plan, clsa_quant_layout *out
  *   byte = (code[c] & 0xF) | (code[c+1] << 4), codes two's-complement int4 in [-7, 7];
  *   scales: f32 per token and 16-channel group; k correction: f32 [B*Hq][kv_len_padded] (0 past kv_len).
  */
-clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
+CLSA_API clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
                           cl_uint num_wait, const cl_event *wait_list, cl_event *out_event);
 
 /**
@@ -428,7 +435,7 @@ clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_
  * block mask to `mask` (NULL: the workspace's own mask). Needs clsa_quantize's output in the
  * same workspace. No host round trip.
  */
-clsa_status clsa_estimate_mask(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
+CLSA_API clsa_status clsa_estimate_mask(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
                                const clsa_block_mask *mask, cl_uint num_wait, const cl_event *wait_list,
                                cl_event *out_event);
 
@@ -455,7 +462,7 @@ typedef enum clsa_mask_check {
  * own mask), with causal masking inside blocks. A row with no kept key gives zeros. Works on
  * plans of every sparse method (CLSA_METHOD_MASK, SALE, SALE_EXACT).
  */
-clsa_status clsa_attention_masked(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
+CLSA_API clsa_status clsa_attention_masked(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem v,
                                   cl_mem o, cl_mem workspace, const clsa_block_mask *mask,
                                   clsa_mask_check check, cl_uint num_wait, const cl_event *wait_list,
                                   cl_event *out_event);
@@ -467,7 +474,7 @@ clsa_status clsa_attention_masked(clsa_plan *plan, cl_command_queue queue, cl_me
  * batch and query blocks. Listed blocks that no row can see are skipped by the kernels and not
  * counted, so the density is in [0, 1]. density has q_heads entries; nothing is written on error.
  */
-clsa_status clsa_mask_density(clsa_plan *plan, cl_command_queue queue, cl_mem workspace,
+CLSA_API clsa_status clsa_mask_density(clsa_plan *plan, cl_command_queue queue, cl_mem workspace,
                               const clsa_block_mask *mask, double *density);
 
 /**
@@ -476,9 +483,9 @@ clsa_status clsa_mask_density(clsa_plan *plan, cl_command_queue queue, cl_mem wo
  * clsa_mask_from_bitmap writes ascending indices and zero-fills each row's unused tail.
  * clsa_mask_to_bitmap checks the lists (CLSA_ERR_INVALID_MASK_COUNT, CLSA_ERR_INVALID_MASK).
  */
-clsa_status clsa_mask_from_bitmap(const uint8_t *bitmap, int64_t rows, int64_t num_k_blocks, int32_t *counts,
+CLSA_API clsa_status clsa_mask_from_bitmap(const uint8_t *bitmap, int64_t rows, int64_t num_k_blocks, int32_t *counts,
                                   int32_t *indices);
-clsa_status clsa_mask_to_bitmap(const int32_t *counts, const int32_t *indices, int64_t rows,
+CLSA_API clsa_status clsa_mask_to_bitmap(const int32_t *counts, const int32_t *indices, int64_t rows,
                                 int64_t num_k_blocks, uint8_t *bitmap);
 
 #ifdef __cplusplus
