@@ -129,7 +129,9 @@ typedef struct clsa_kv_layout {
     int64_t kv_len_padded, head_dim_padded;
     size_t kt_offset, v_offset, bytes; /* in the workspace */
 } clsa_kv_layout;
-/* K^T and V sit at the start of the workspace. */
+/* K^T and V sit at the start of the workspace. _size sets the sizes and offsets only; _init
+   builds the kernel. */
+clsa_status clsa_kv_layout_size(clsa_context *ctx, const clsa_shape *shape, clsa_kv_layout *out);
 clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa_kv_layout *out);
 /* v may be NULL to lay out K alone (the exact-score estimator needs K^T before V is given). */
 clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan *plan,
@@ -206,6 +208,12 @@ struct clsa_plan {
     size_t workspace_bytes;
     cl_mem own_workspace; /* allocated on the first call with a NULL workspace */
 };
+
+/* Validates a shape and sparsity settings (NULL: dense) and fills plan's shape, settings, tensor
+   layouts and workspace layout, building nothing and allocating nothing: clsa_plan_create's
+   checks, callable alone (the validation fuzz target does). Sets the last error. */
+clsa_status clsa_plan_validate(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
+                               clsa_plan *plan);
 
 /* The storage dtype as a -D value and the build options every kernel shares. */
 int clsa_format_options(char *buf, size_t size, const clsa_shape *shape, const char *extra);

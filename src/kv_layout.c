@@ -3,7 +3,7 @@
 
 #include <stdio.h>
 
-clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa_kv_layout *out)
+clsa_status clsa_kv_layout_size(clsa_context *ctx, const clsa_shape *shape, clsa_kv_layout *out)
 {
     out->kv_len_padded = clsa_round_up(shape->kv_len, CLSA_KEY_PAD);
     out->head_dim_padded = clsa_round_up(shape->head_dim, CLSA_CHANNEL_PAD);
@@ -17,6 +17,11 @@ clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa
     out->kt_offset = 0;
     out->v_offset = (size_t)kt_bytes;
     out->bytes = (size_t)total; /* the plan checks the whole workspace against the device */
+    return CLSA_SUCCESS;
+}
+
+clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa_kv_layout *out)
+{
     const char *const names[1] = {"kv_layout"};
     cl_kernel *const kernels[1] = {&out->kernel};
     return clsa_stage_kernels(ctx, "kv_layout", clsa_cl_kv_layout, shape, "", names, kernels, 1);

@@ -110,7 +110,7 @@ static clsa_status lay_out_workspace(clsa_plan *plan)
 }
 
 /* Per-head thresholds on the device, as log2(tau), or -inf for a dense head (tau <= 1e-5). */
-static clsa_status upload_thresholds(clsa_plan *plan)
+static clsa_status upload_thresholds(clsa_plan *plan, const float *tau_per_head)
 {
     const int64_t heads = plan->shape.q_heads;
     plan->tau = malloc(sizeof(float) * (size_t)heads);
@@ -120,7 +120,7 @@ static clsa_status upload_thresholds(clsa_plan *plan)
         return clsa_fail(plan->ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "no memory for the thresholds");
     }
     for (int64_t h = 0; h < heads; ++h) {
-        plan->tau[h] = plan->sparsity.tau_per_head ? plan->sparsity.tau_per_head[h] : plan->sparsity.tau;
+        plan->tau[h] = tau_per_head ? tau_per_head[h] : plan->sparsity.tau;
         log2_tau[h] = plan->tau[h] <= 1e-5f ? -INFINITY : log2f(plan->tau[h]);
     }
     plan->sparsity.tau_per_head = plan->tau;
@@ -129,6 +129,27 @@ static clsa_status upload_thresholds(clsa_plan *plan)
                                          sizeof(float) * (size_t)heads, log2_tau, &err);
     free(log2_tau);
     return err ? clsa_fail(plan->ctx, (clsa_status)err, "creating the threshold buffer") : CLSA_SUCCESS;
+}
+
+clsa_status clsa_plan_validate(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
+                               clsa_plan *plan)
+{
+    plan->ctx = ctx;
+    clsa_status st = clsa_shape_validate(ctx, shape, &plan->q, &plan->k, &plan->v, &plan->o);
+    if (!st && sparsity)
+        st = validate_sparsity(ctx, shape, sparsity);
+    if (st)
+        return st;
+    plan->shape = *shape;
+    if (plan->shape.scale == 0.0f)
+        plan->shape.scale = (float)(1.0 / sqrt((double)shape->head_dim));
+    if (sparsity)
+        plan->sparsity = *sparsity;
+    else
+        clsa_sparsity_init(&plan->sparsity, CLSA_METHOD_DENSE);
+    plan->sparsity.tau_per_head = NULL; /* the caller's array is copied by upload_thresholds */
+    st = clsa_kv_layout_size(ctx, &plan->shape, &plan->kv);
+    return st ? st : lay_out_workspace(plan);
 }
 
 clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
@@ -143,29 +164,16 @@ clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape, const c
     clsa_plan *plan = calloc(1, sizeof *plan);
     if (!plan)
         return clsa_fail(ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "no memory for the plan");
-    plan->ctx = ctx;
-    clsa_status st = clsa_shape_validate(ctx, shape, &plan->q, &plan->k, &plan->v, &plan->o);
-    if (!st && sparsity)
-        st = validate_sparsity(ctx, shape, sparsity);
+    clsa_status st = clsa_plan_validate(ctx, shape, sparsity, plan);
     if (st) {
         free(plan);
         return st;
     }
-    plan->shape = *shape;
-    if (plan->shape.scale == 0.0f)
-        plan->shape.scale = (float)(1.0 / sqrt((double)shape->head_dim));
-    if (sparsity)
-        plan->sparsity = *sparsity;
-    else
-        clsa_sparsity_init(&plan->sparsity, CLSA_METHOD_DENSE);
-
     st = clsa_kv_layout_init(ctx, &plan->shape, &plan->kv);
-    if (!st)
-        st = lay_out_workspace(plan);
     if (!st)
         st = clsa_attention_init(ctx, &plan->shape, is_sparse(plan) ? &plan->sparsity : NULL, &plan->attention);
     if (!st && is_estimating(plan))
-        st = upload_thresholds(plan);
+        st = upload_thresholds(plan, sparsity->tau_per_head);
     if (!st && plan->sparsity.method == CLSA_METHOD_SALE)
         st = clsa_quantize_init(ctx, &plan->shape, &plan->quantize);
     if (!st && is_estimating(plan))
