@@ -139,12 +139,12 @@ clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan
                                    cl_uint num_wait, const cl_event *wait_list, cl_event *out);
 void clsa_kv_layout_release(clsa_kv_layout *layout);
 
-/* Enqueues one kernel of a plan (global padded up to a multiple of local); on failure sets the
-   last error naming the kernel. */
 /* Local size of the kernels that keep arrays in private memory: PoCL places a work-group's
    private arrays on one thread's stack, and with a NULL local size it may choose work-groups
    large enough to overflow it (seen with row_threshold's 8 KiB per work-item). */
 #define CLSA_PRIVATE_LOCAL 4
+/* Enqueues one kernel of a plan (global padded up to a multiple of local); on failure sets the
+   last error naming the kernel. */
 clsa_status clsa_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_kernel kernel, const char *name,
                          const size_t global[2], const size_t *local, cl_uint num_wait,
                          const cl_event *wait_list, cl_event *out);

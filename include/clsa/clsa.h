@@ -325,7 +325,15 @@ CLSA_API clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape
 /** Releases a plan and any workspace it allocated for itself. NULL is a no-op. */
 CLSA_API void clsa_plan_release(clsa_plan *plan);
 
-/** Bytes of device workspace the plan needs (always > 0). It grows as O(L*D + blocks), never L^2. */
+/**
+ * Bytes of device workspace the plan needs (always > 0): f32 copies of K^T and V (O(L*D)), SALE's
+ * codes, scales and corrections (O(L*D)), and the block mask, whose index lists hold one int32 per
+ * (query head, query block, key block): Hq * (Lq/block_q) * (Lk/block_k) * 4 bytes, which is
+ * quadratic in L. For 32 query heads, 8 kv heads, head_dim 128, f16, default blocks (64 x 32):
+ * dense 64 MiB at 8K and 1 GiB at 128K; SALE 100 MiB at 8K, 448 MiB at 32K and 2.5 GiB at 128K,
+ * of which 1 GiB is the mask. Plan creation fails with CLSA_ERR_DEVICE_UNSUPPORTED when the
+ * workspace exceeds the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE (1 GiB on PoCL here).
+ */
 CLSA_API size_t clsa_plan_workspace_size(const clsa_plan *plan);
 
 /** The shape the plan was made for, with scale resolved (never 0). */
