@@ -111,119 +111,16 @@ clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
     return CLSA_SUCCESS;
 }
 
-/* "No platform" and "no device on this platform" mean there is nothing to use; any other error
-   (out of memory, say) is the loader's or driver's and is passed through as it is. */
-#ifndef CL_PLATFORM_NOT_FOUND_KHR
-#define CL_PLATFORM_NOT_FOUND_KHR -1001
-#endif
-static clsa_status listing_error(cl_int err)
-{
-    return err == CL_PLATFORM_NOT_FOUND_KHR || err == CL_DEVICE_NOT_FOUND ? CLSA_ERR_NO_DEVICE : (clsa_status)err;
-}
-
-/* Lists every device of every platform, in enumeration order. */
-static clsa_status list_devices(cl_device_id **devices, cl_uint *count)
-{
-    cl_uint nplat = 0;
-    *devices = NULL;
-    *count = 0;
-    cl_int err = clGetPlatformIDs(0, NULL, &nplat);
-    if (err || nplat == 0)
-        return err ? listing_error(err) : CLSA_ERR_NO_DEVICE;
-    cl_platform_id *plats = calloc(nplat, sizeof *plats);
-    if (!plats)
-        return CLSA_ERR_OUT_OF_HOST_MEMORY;
-    err = clGetPlatformIDs(nplat, plats, NULL);
-    cl_uint total = 0;
-    for (cl_uint p = 0; !err && p < nplat; ++p) {
-        cl_uint n = 0;
-        cl_int e = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &n);
-        if (e == CL_SUCCESS)
-            total += n;
-        else if (e != CL_DEVICE_NOT_FOUND)
-            err = e;
-    }
-    cl_device_id *all = !err && total ? calloc(total, sizeof *all) : NULL;
-    if (!err && total && !all) {
-        free(plats);
-        return CLSA_ERR_OUT_OF_HOST_MEMORY;
-    }
-    cl_uint filled = 0;
-    for (cl_uint p = 0; all && !err && p < nplat; ++p) {
-        cl_uint n = 0;
-        cl_int e = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, total - filled, all + filled, &n);
-        if (e == CL_SUCCESS)
-            filled += n;
-        else if (e != CL_DEVICE_NOT_FOUND)
-            err = e;
-    }
-    free(plats);
-    if (err || !filled) {
-        free(all);
-        return err ? listing_error(err) : CLSA_ERR_NO_DEVICE;
-    }
-    *devices = all;
-    *count = filled;
-    return CLSA_SUCCESS;
-}
-
-static clsa_status pick_device(cl_device_id *devices, cl_uint count, cl_device_id *out, char *why, size_t why_size)
-{
-    const char *env = getenv("CLSA_DEVICE");
-    if (env && *env) {
-        char *end = NULL;
-        long index = strtol(env, &end, 10);
-        if (*end == '\0') {
-            if (index < 0 || (cl_ulong)index >= count) {
-                snprintf(why, why_size, "CLSA_DEVICE=%s but there are %u devices", env, count);
-                return CLSA_ERR_INVALID_OPTION;
-            }
-            *out = devices[index];
-            return CLSA_SUCCESS;
-        }
-        for (cl_uint i = 0; i < count; ++i) {
-            char name[256] = "";
-            read_string(devices[i], CL_DEVICE_NAME, name, sizeof name);
-            if (strstr(name, env)) {
-                *out = devices[i];
-                return CLSA_SUCCESS;
-            }
-        }
-        snprintf(why, why_size, "CLSA_DEVICE=\"%s\" matches no device name", env);
-        return CLSA_ERR_INVALID_OPTION;
-    }
-    for (cl_uint i = 0; i < count; ++i) {
-        cl_device_type type = 0;
-        clGetDeviceInfo(devices[i], CL_DEVICE_TYPE, sizeof type, &type, NULL);
-        if (type & CL_DEVICE_TYPE_GPU) {
-            *out = devices[i];
-            return CLSA_SUCCESS;
-        }
-    }
-    *out = devices[0];
-    return CLSA_SUCCESS;
-}
-
 clsa_status clsa_context_create_default(const clsa_context_options *options, clsa_context **out)
 {
     if (!out)
         return CLSA_ERR_NULL_ARGUMENT;
     *out = NULL;
-    cl_device_id *devices = NULL;
-    cl_uint count = 0;
-    clsa_status st = list_devices(&devices, &count);
-    if (st == CLSA_ERR_NO_DEVICE)
-        fprintf(stderr, "clsa: no OpenCL device found (no platform, or no device on any platform)\n");
-    else if (st)
-        fprintf(stderr, "clsa: %s: listing the OpenCL platforms and devices failed\n", clsa_status_string(st));
-    if (st)
-        return st;
     cl_device_id device = NULL;
-    char why[512] = "";
-    st = pick_device(devices, count, &device, why, sizeof why);
-    free(devices);
+    char why[2048] = "";
+    clsa_status st = clsa_select_device(getenv("CLSA_DEVICE"), &device, why, sizeof why);
     if (st) {
-        fprintf(stderr, "clsa: %s\n", why);
+        fprintf(stderr, "clsa: %s%s\n", getenv("CLSA_DEVICE") && st == CLSA_ERR_INVALID_OPTION ? "CLSA_DEVICE: " : "", why);
         return st;
     }
     cl_int err = CL_SUCCESS;

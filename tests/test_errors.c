@@ -110,6 +110,62 @@ static void test_strides_blhd_overflow_is_reported(void **state)
     expect_plan_error(&s, NULL, CLSA_ERR_SIZE_OVERFLOW);
 }
 
+/* The device-selector grammar, checked against the machine's own device list: every device by
+   index, by "platform:device" indices and by its platform's name; name substrings that match
+   several devices are refused with the candidates listed; nonsense matches nothing. */
+static void test_device_selector(void **state)
+{
+    (void)state;
+    cl_platform_id plats[16];
+    cl_uint nplat = 0;
+    assert_int_equal(clGetPlatformIDs(16, plats, &nplat), CL_SUCCESS);
+    cl_uint overall = 0;
+    char sel[300], why[4096];
+    for (cl_uint p = 0; p < nplat && p < 16; ++p) {
+        cl_device_id devs[16];
+        cl_uint n = 0;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 16, devs, &n) != CL_SUCCESS)
+            continue;
+        char pname[128];
+        assert_int_equal(clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL), CL_SUCCESS);
+        for (cl_uint d = 0; d < n && d < 16; ++d, ++overall) {
+            cl_device_id got = NULL;
+            snprintf(sel, sizeof sel, "%u", overall);
+            assert_int_equal(clsa_select_device(sel, &got, why, sizeof why), CLSA_SUCCESS);
+            assert_ptr_equal(got, devs[d]);
+            snprintf(sel, sizeof sel, "%u:%u", p, d);
+            assert_int_equal(clsa_select_device(sel, &got, why, sizeof why), CLSA_SUCCESS);
+            assert_ptr_equal(got, devs[d]);
+            for (char *c = pname; *c; ++c) /* case-insensitive */
+                *c = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+            snprintf(sel, sizeof sel, "%s:%u", pname, d);
+            clsa_status st = clsa_select_device(sel, &got, why, sizeof why);
+            printf("# %s -> %s%s\n", sel, clsa_status_string(st), st ? why : "");
+            if (st == CLSA_SUCCESS) /* two platforms may share a name; then it must say so */
+                assert_ptr_equal(got, devs[d]);
+            else
+                assert_non_null(strstr(why, "more than one platform"));
+        }
+    }
+    /* A substring that every device name contains (the empty remainder of "x:" aside): with two
+       or more devices, ambiguous and listed; with one, that device. */
+    cl_device_id got = NULL;
+    clsa_status st = clsa_select_device("e", &got, why, sizeof why); /* "pthread-...", "AMD EPYC", "Intel..." */
+    printf("# \"e\" -> %s %s\n", clsa_status_string(st), st ? why : "");
+    if (st)
+        assert_true(st == CLSA_ERR_INVALID_OPTION && strstr(why, "ambiguous") && strstr(why, "0 = 0:0"));
+    assert_int_equal(clsa_select_device("no such device anywhere", &got, why, sizeof why), CLSA_ERR_INVALID_OPTION);
+    assert_non_null(strstr(why, "matches no device"));
+    assert_null(got);
+    snprintf(sel, sizeof sel, "%u", overall);
+    assert_int_equal(clsa_select_device(sel, &got, why, sizeof why), CLSA_ERR_INVALID_OPTION);
+    assert_int_equal(clsa_select_device("0:999", &got, why, sizeof why), CLSA_ERR_INVALID_OPTION);
+    assert_int_equal(clsa_select_device("no such platform:0", &got, why, sizeof why), CLSA_ERR_INVALID_OPTION);
+    assert_int_equal(clsa_select_device("0", NULL, why, sizeof why), CLSA_ERR_NULL_ARGUMENT);
+    assert_int_equal(clsa_select_device(NULL, &got, NULL, 0), CLSA_SUCCESS);
+    assert_non_null(got);
+}
+
 static void test_strides_and_scale(void **state)
 {
     (void)state;
@@ -302,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_dimensions),        cmocka_unit_test(test_head_ratio),
         cmocka_unit_test(test_head_dim),          cmocka_unit_test(test_dtype),
         cmocka_unit_test(test_overflow),          cmocka_unit_test(test_strides_and_scale), cmocka_unit_test(test_strides_blhd_overflow_is_reported),
+        cmocka_unit_test(test_device_selector),
         cmocka_unit_test(test_method),            cmocka_unit_test(test_null_plan_arguments),
         cmocka_unit_test(test_call_arguments),    cmocka_unit_test(test_host_call_nulls),
         cmocka_unit_test(test_context_options),   cmocka_unit_test(test_build_failure_message),

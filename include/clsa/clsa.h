@@ -42,8 +42,10 @@
  *
  * Environment
  * -----------
- *   CLSA_DEVICE        device for clsa_context_create_default: an index into the list of all
- *                      devices of all platforms, or a substring of the device name.
+ *   CLSA_DEVICE        device for clsa_context_create_default, in clsa_select_device's grammar:
+ *                      an index over all devices, "PLATFORM:DEVICE" (each an index or a
+ *                      case-insensitive substring, e.g. "pocl:0", "intel:0"), or a device-name
+ *                      substring that must match one device.
  *   CLSA_KERNEL_STYLE  "cpu" or "gpu": overrides the kernel style picked from the device type
  *                      (an explicit clsa_context_options.kernel_style wins over it).
  *   CLSA_CACHE_DIR     directory for the on-disk program binary cache (off when unset); see
@@ -176,12 +178,27 @@ CLSA_API clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
                                 const clsa_context_options *options, clsa_context **out);
 
 /**
- * Makes a context on a device clsa picks: CLSA_DEVICE if set (an index over the devices of all
- * platforms in enumeration order, or a case-sensitive substring of the device name), else the
- * first GPU, else the first device. Returns CLSA_ERR_NO_DEVICE when there is none, and
- * CLSA_ERR_INVALID_OPTION when CLSA_DEVICE matches nothing.
+ * Makes a context on the device that CLSA_DEVICE selects (clsa_select_device's grammar); unset,
+ * the first GPU, else the first device. Returns CLSA_ERR_NO_DEVICE when there is none, and
+ * CLSA_ERR_INVALID_OPTION when CLSA_DEVICE matches no device or more than one (the message on
+ * stderr lists the candidates).
  */
 CLSA_API clsa_status clsa_context_create_default(const clsa_context_options *options, clsa_context **out);
+
+/**
+ * Picks a device by selector, the grammar every clsa tool and CLSA_DEVICE use:
+ *   NULL or ""  the first GPU, else the first device;
+ *   "N"         device N of all platforms' devices, in enumeration order;
+ *   "P:D"       device D of platform P. Each part is an index, or a case-insensitive substring
+ *               (P of the platform's name or vendor, D of the device's name); an empty part is 0.
+ *               Examples: "pocl:0", "intel:0", "1:0", "nvidia:";
+ *   "NAME"      the one device whose name contains NAME, case-insensitively.
+ * A part that matches several platforms or devices is an error (CLSA_ERR_INVALID_OPTION) whose
+ * message, written into why (why_size bytes; may be NULL), lists the candidates as
+ * "index = platform:device  platform name (vendor): device name". CLSA_ERR_NO_DEVICE when there
+ * is no device at all.
+ */
+CLSA_API clsa_status clsa_select_device(const char *selector, cl_device_id *out, char *why, size_t why_size);
 
 /** Releases the context and what it retained. Plans made from it must be released first. NULL is a no-op. */
 CLSA_API void clsa_context_release(clsa_context *ctx);
