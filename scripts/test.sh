@@ -1,35 +1,70 @@
 #!/usr/bin/env bash
 # Quick start 2: installs what is missing, builds clsa, and runs the whole test suite:
-#   1. every test on PoCL (the default device);
+#   1. every test on every OpenCL device found: PoCL, and Intel's OpenCL CPU runtime, which this
+#      script installs from PyPI into .intel-opencl/ (scripts/intel-opencl.sh; the run fails if
+#      that install fails), with one report line per device;
 #   2. the kernel tests at small shapes under oclgrind --data-races --uninitialized;
-#   3. every test again with AddressSanitizer and UndefinedBehaviorSanitizer on the host code;
+#   3. every test again with AddressSanitizer and UndefinedBehaviorSanitizer on the host code (PoCL);
 #   4. each libFuzzer target (tests/fuzz) for 100,000 inputs, built with clang, ASan and UBSan.
 # With no OpenCL device the run fails; it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+vendors=$(bash scripts/intel-opencl.sh)
 clinfo -l || true
 [ -f build/build.ninja ] || meson setup build --buildtype=release
 ninja -C build
-meson test -C build --print-errorlogs
-meson test -C build --setup oclgrind --suite kernels --print-errorlogs
+status=0
+logs=()
+
+# 1. The whole suite once per device, each selected by its index (clsa_select_device's grammar).
+devices=$(OCL_ICD_VENDORS=$vendors clinfo -l 2>/dev/null | grep -c "Device #" || true)
+if [ "${devices:-0}" -eq 0 ]; then
+    echo "no OpenCL device: clsa's tests need one and do not skip" >&2
+    devices=1 # run once anyway, so that every test reports the missing device as a failure
+fi
+for ((i = 0; i < devices; ++i)); do
+    echo "== device $i"
+    OCL_ICD_VENDORS=$vendors CLSA_DEVICE=$i meson test -C build --print-errorlogs --logbase "device$i" || status=1
+    logs+=("build/meson-logs/device$i.json")
+done
+
+# 2. oclgrind (its own ICD), 3. sanitizers on PoCL, 4. fuzzing on PoCL.
+meson test -C build --setup oclgrind --suite kernels --print-errorlogs || status=1
+logs+=(build/meson-logs/testlog-oclgrind.json)
 [ -f build-sanitize/build.ninja ] || meson setup build-sanitize -Db_sanitize=address,undefined -Dbuildtype=debug -Dbench=false
 ninja -C build-sanitize
-UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 meson test -C build-sanitize --print-errorlogs
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+    meson test -C build-sanitize --print-errorlogs || status=1
+logs+=(build-sanitize/meson-logs/testlog.json)
 [ -f build-fuzz/build.ninja ] || CC=clang CFLAGS=-fsanitize=fuzzer-no-link meson setup build-fuzz -Dfuzz=true \
     -Dtests=false -Dbench=false -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
 ninja -C build-fuzz
-meson test -C build-fuzz --print-errorlogs
-# One closing line over the three stages, counted from meson's JSON logs.
-python3 - build/meson-logs/testlog.json build/meson-logs/testlog-oclgrind.json build-sanitize/meson-logs/testlog.json \
-    build-fuzz/meson-logs/testlog.json <<'PY'
-import json, sys
+meson test -C build-fuzz --print-errorlogs || status=1
+logs+=(build-fuzz/meson-logs/testlog.json)
+
+# One line per stage and device, then one closing line over all, counted from meson's JSON logs.
+OCL_ICD_VENDORS=$vendors python3 - "${logs[@]}" <<'PY'
+import json, os, subprocess, sys
+names = [l.split("Device #", 1)[1].split(": ", 1)[1] for l in
+         subprocess.run(["clinfo", "-l"], capture_output=True, text=True).stdout.splitlines() if "Device #" in l]
 passed = failed = 0
 for path in sys.argv[1:]:
-    for line in open(path):
+    p = f = 0
+    for line in open(path) if os.path.exists(path) else []:
         if line.strip():
             ok = json.loads(line)["result"] in ("OK", "EXPECTEDFAIL")
-            passed, failed = passed + ok, failed + (not ok)
+            p, f = p + ok, f + (not ok)
+    base = os.path.basename(path)
+    if base.startswith("device"):
+        i = int(base[len("device"):-len(".json")])
+        stage = f"device {i} ({names[i] if i < len(names) else 'none'})"
+    else:
+        stage = {"testlog-oclgrind.json": "oclgrind"}.get(base, os.path.dirname(os.path.dirname(path)))
+    failed += f + (0 if os.path.exists(path) else 1)
+    passed += p
+    print(f"clsa {stage}: {p} passed, {f} failed" + ("" if os.path.exists(path) else " (no log)"))
 print(f"clsa: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
+exit $status
