@@ -134,6 +134,7 @@ void ref_attention(const clsa_shape *s, const void *q, const void *k, const void
                 const int64_t last = last_visible(s, i);
                 const uint8_t *mrow = block_mask ? block_mask + ((b * Hq + h) * nqb + i / block_q) * nkb : NULL;
                 double mx = -INFINITY;
+                bool finite = true;
                 for (int64_t j = 0; j <= last; ++j) {
                     if (mrow && !mrow[j / block_k]) {
                         scores[j] = -INFINITY;
@@ -143,8 +144,14 @@ void ref_attention(const clsa_shape *s, const void *q, const void *k, const void
                     for (int64_t c = 0; c < D; ++c)
                         dot += qrow[c] * kmat[j * D + c];
                     scores[j] = dot * scale;
+                    finite = finite && isfinite(scores[j]);
                     if (scores[j] > mx)
                         mx = scores[j];
+                }
+                if (!finite) { /* a non-finite value in Q or a seen key: NaN (clsa.h, "Non-finite values") */
+                    for (int64_t c = 0; c < D; ++c)
+                        out[c] = NAN;
+                    continue;
                 }
                 if (mx == -INFINITY)
                     continue; /* no visible key: zeros */

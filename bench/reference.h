@@ -31,7 +31,9 @@ void ref_store(void *data, clsa_dtype dtype, int64_t i, float x);
  * O = softmax(scale * Q K^T) V in float64, with the library's causal convention (row i sees
  * keys j <= i + Lk - Lq) and, when block_mask is not NULL, only the key blocks it keeps:
  * block_mask[((b * Hq + h) * num_qblocks + qb) * num_kblocks + kb] != 0. Rows with no visible
- * key give zeros. o is contiguous [B, Hq, Lq, D].
+ * key give zeros. A row with a non-finite score (a non-finite value in its Q row or in a key it
+ * sees) gives NaN; a non-finite value in a V row it sees reaches its output through IEEE
+ * arithmetic. This is clsa.h's "Non-finite values" policy. o is contiguous [B, Hq, Lq, D].
  */
 void ref_attention(const clsa_shape *shape, const void *q, const void *k, const void *v,
                    const uint8_t *block_mask, int block_q, int block_k, double *o);

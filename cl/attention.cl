@@ -8,6 +8,10 @@
  * Scores are computed in base 2: Q is pre-multiplied by scale * log2(e), so exp2 gives the
  * softmax weights without a multiply per score.
  *
+ * Non-finite values (the policy is in clsa.h, "Non-finite values"): a key a row cannot see
+ * contributes nothing, so its weight is never multiplied into its V row (0 x Inf is NaN); a score
+ * that is not finite becomes +inf (finite_or_inf), so that the row's sum and output turn NaN.
+ *
  * Defines: HEAD_DIM, CLSA_DTYPE, SPARSE, KERNEL_STYLE_CPU or KERNEL_STYLE_GPU, and
  *   CPU: ROWS_PER_ITEM (query rows per work-item)
  *   GPU: GROUP_SIZE (query rows per work-group, one per work-item), KEY_TILE (keys per tile)
@@ -33,6 +37,17 @@
 #define FOR_EACH_KEY_RANGE(mask_row, key_end, start, end)                                          \
     for (int start = 0, end = key_end, once_ = 1; once_; once_ = 0)
 #endif
+
+/* A score that is not finite (a non-finite value in Q or K, or an f32 overflow) becomes +inf. The
+   row's maximum is then +inf, exp2(inf - inf) gives that key a NaN weight, and the row's sum and
+   output are NaN. Left alone, a -inf score would pass for a masked key (weight 0), and a NaN one
+   would be dropped by fmax, which made a row of NaN scores a silent row of zeros. */
+static inline float finite_or_inf(float s) { return isfinite(s) ? s : INFINITY; }
+static inline float16 finite_or_inf16(float16 s) { return select((float16)(INFINITY), s, isfinite(s)); }
+
+/* 1 / l for the output: a row that saw no key has l == 0 and gets zeros; a row that saw a
+   non-finite score has l NaN and keeps it. */
+static inline float inverse_sum(float l) { return l == 0.0f ? 0.0f : 1.0f / l; }
 
 #define ATTENTION_ARGS                                                                             \
     __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *workspace,   \
@@ -73,6 +88,28 @@ static inline float hsum16(float16 x)
         odd += t[i + 1];
     }
     return even + odd;
+}
+
+/* acc[r] (16 channels of V chunk v) += p[r][jj] * V[jj] over the 16 keys of a chunk at vp. With
+   `masked` (a chunk that reaches past some row's last visible key), a key past row r's last
+   visible key is skipped rather than weighted by its zero: 0 x Inf is NaN, and a value the row
+   cannot see must not reach it. Callers pass a constant, so the full chunks keep the plain loop. */
+static inline void accumulate_values(float16 acc[R][NV], const float ps[R][16], __global const float *vp,
+                                     const int limit[R], int j0, bool masked)
+{
+    for (int v = 0; v < NV; ++v) {
+        float16 a[R];
+        for (int r = 0; r < R; ++r)
+            a[r] = acc[r][v];
+        for (int jj = 0; jj < 16; ++jj) {
+            const float16 vv = vload16(v, vp + jj * HEAD_DIM_PADDED);
+            for (int r = 0; r < R; ++r)
+                if (!masked || j0 + jj <= limit[r])
+                    a[r] = fma((float16)(ps[r][jj]), vv, a[r]);
+        }
+        for (int r = 0; r < R; ++r)
+            acc[r][v] = a[r];
+    }
 }
 
 __kernel void attention(ATTENTION_ARGS)
@@ -128,7 +165,7 @@ __kernel void attention(ATTENTION_ARGS)
             /* Only chunks that reach past some row's last visible key need the mask. */
             const bool partial = j0 + 15 > min_limit;
             for (int r = 0; r < R; ++r) {
-                float16 sr = s[r];
+                float16 sr = finite_or_inf16(s[r]);
                 if (partial)
                     sr = select(sr, (float16)(-INFINITY), (int16)(j0) + lane > (int16)(limit[r]));
                 const float m_new = fmax(m[r], hmax16(sr));
@@ -145,18 +182,10 @@ __kernel void attention(ATTENTION_ARGS)
                 vstore16(p, 0, ps[r]);
             }
             __global const float *vp = vb + (long)j0 * HEAD_DIM_PADDED;
-            for (int v = 0; v < NV; ++v) {
-                float16 a[R];
-                for (int r = 0; r < R; ++r)
-                    a[r] = acc[r][v];
-                for (int jj = 0; jj < 16; ++jj) {
-                    const float16 vv = vload16(v, vp + jj * HEAD_DIM_PADDED);
-                    for (int r = 0; r < R; ++r)
-                        a[r] = fma((float16)(ps[r][jj]), vv, a[r]);
-                }
-                for (int r = 0; r < R; ++r)
-                    acc[r][v] = a[r];
-            }
+            if (partial)
+                accumulate_values(acc, ps, vp, limit, j0, true);
+            else
+                accumulate_values(acc, ps, vp, limit, j0, false);
         }
     }
 
@@ -164,8 +193,7 @@ __kernel void attention(ATTENTION_ARGS)
         const int row = row0 + r;
         if (row >= q_len)
             break;
-        /* A row that saw no key has l == 0 and gets zeros, never NaN. */
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        const float inv = inverse_sum(l[r]);
         float out[HEAD_DIM_PADDED];
         for (int v = 0; v < NV; ++v)
             vstore16(acc[r][v], v, out);
@@ -226,7 +254,7 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
                 float dot = 0.0f;
                 for (int c = 0; c < HEAD_DIM; ++c)
                     dot = fma(qv[c], ks[j][c], dot);
-                s[j] = j0 + j > limit ? -INFINITY : dot;
+                s[j] = j0 + j > limit ? -INFINITY : finite_or_inf(dot);
                 mx = fmax(mx, s[j]);
             }
             const float m_new = fmax(m, mx);
@@ -236,7 +264,9 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
             for (int c = 0; c < HEAD_DIM; ++c)
                 acc[c] *= alpha;
             float tile_sum = 0.0f; /* summed per tile first: a long running sum loses accuracy */
-            for (int j = 0; j < KEY_TILE; ++j) {
+            /* Keys past the row's last visible key are left out, not weighted by 0: 0 x Inf is NaN. */
+            const int visible = min(limit - j0 + 1, KEY_TILE);
+            for (int j = 0; j < visible; ++j) {
                 const float p = exp2(s[j] - m_new);
                 tile_sum += p;
                 for (int c = 0; c < HEAD_DIM; ++c)
@@ -247,7 +277,7 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
         }
     }
     if (row < q_len) {
-        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const float inv = inverse_sum(l);
         const long oo = b * o_sb + h * o_sh + (long)row * o_st;
         for (int c = 0; c < HEAD_DIM; ++c)
             store_elem(o, oo + c, acc[c] * inv);

@@ -305,6 +305,25 @@ const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
 /* Attention                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
+/*
+ * Non-finite values
+ * -----------------
+ *   clsa does not scan its inputs and reports no status for Inf or NaN: it passes them on to
+ *   exactly the output rows that see them, and keeps every other row finite and exact. A row
+ *   sees key j when j is causally visible to it and, for masked and SALE attention, in a key
+ *   block its mask keeps.
+ *   - A row that sees a non-finite value gives a non-finite output row: NaN in every channel
+ *     when the value is in its Q row or in the K row of a key it sees (the score is not finite,
+ *     whatever its sign), and a non-finite value at least in the channel that holds it when it
+ *     is in the V row of a key it sees. Never a silent row of zeros.
+ *   - A key a row does not see contributes nothing to it, whatever K and V hold there: the row
+ *     stays finite and exact.
+ *   - A row that sees no key gives zeros (see Tensors), even when its own Q row is not finite.
+ *   - A score that overflows f32 (for instance Q and K values near 1e38, or a large scale) is not
+ *     finite either, and gives that row NaN, as IEEE arithmetic would; the float64 reference
+ *     would not overflow there.
+ */
+
 /**
  * Enqueues attention O = softmax(scale * Q K^T [masked]) V on `queue`.
  *
