@@ -241,10 +241,12 @@ void ref_sale_thresholds(const clsa_shape *s, const void *q, const void *k, cons
                 if (hi > limit)
                     hi = limit;
                 double m = -INFINITY, l = 0.0;
+                bool finite = true;
                 for (int pass = 0; pass < 2; ++pass) {
                     const int64_t first = pass ? lo : 0, last = pass ? hi : (sink_end - 1 < limit ? sink_end - 1 : limit);
                     for (int64_t j = first < 0 ? 0 : first; j <= last; ++j) {
                         const double t = ref_exact_score(&e, b, h, i, j);
+                        finite = finite && isfinite(t);
                         if (t > m) {
                             l = l * exp2(m - t) + 1.0;
                             m = t;
@@ -254,7 +256,8 @@ void ref_sale_thresholds(const clsa_shape *s, const void *q, const void *k, cons
                     }
                 }
                 const double lt = head_log2_tau(p, h);
-                thr[(b * s->q_heads + h) * s->q_len + i] = l > 0 ? (lt == -INFINITY ? -INFINITY : m + log2(l) + lt) : INFINITY;
+                thr[(b * s->q_heads + h) * s->q_len + i] =
+                    !finite ? NAN : l > 0 ? (lt == -INFINITY ? -INFINITY : m + log2(l) + lt) : INFINITY;
             }
 }
 
@@ -262,6 +265,7 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                    uint8_t *keep, double *margin)
 {
     const int64_t nqb = (s->q_len + p->block_q - 1) / p->block_q, nkb = (s->kv_len + p->block_k - 1) / p->block_k;
+    double *row_thr = malloc(sizeof(double) * (size_t)p->block_q); /* the thresholds of a query block's rows */
     for (int64_t b = 0; b < s->batch; ++b)
         for (int64_t h = 0; h < s->q_heads; ++h)
             for (int64_t qb = 0; qb < nqb; ++qb) {
@@ -276,6 +280,10 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                 f0 = f0 < 0 ? 0 : f0;
                 f1 = f1 < last ? f1 : last;
                 const bool dense = head_log2_tau(p, h) == -INFINITY;
+                for (int64_t i = r0; i <= r1; ++i) {
+                    const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
+                    row_thr[i - r0] = isnan(t_i) ? -INFINITY : t_i; /* every estimate passes */
+                }
                 for (int64_t kb = 0; kb < nkb; ++kb) {
                     const int64_t k0 = kb * p->block_k, k1 = k0 + p->block_k - 1;
                     uint8_t *out = &keep[row * nkb + kb];
@@ -287,10 +295,11 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                         best = INFINITY;
                     } else {
                         for (int64_t i = r0; i <= r1; ++i) {
-                            const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
                             const int64_t lim = last_visible(s, i);
                             for (int64_t j = k0; j <= k1 && j <= lim; ++j) {
-                                const double m = score(ctx, b, h, i, j) - t_i;
+                                const double sc = score(ctx, b, h, i, j);
+                                /* A non-finite estimate passes: its score cannot be ruled small. */
+                                const double m = isfinite(sc) ? sc - row_thr[i - r0] : INFINITY;
                                 if (m > best)
                                     best = m;
                             }
@@ -301,4 +310,5 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                         margin[row * nkb + kb] = best;
                 }
             }
+    free(row_thr);
 }

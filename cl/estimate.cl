@@ -26,7 +26,9 @@ static inline int local_last(int diag, int local_keys, int causal)
  * Per query row: m2 = max and l = sum of exp2(t - m2) over the row's sink and local keys, both
  * exact in f32, and the threshold m2 + log2(tau_h * l). The 16 rows of a work-item are the 16
  * lanes of the vectors; each key's row is loaded once and broadcast over them.
- * A dense head (log2_tau = -inf) gets -inf; a row that sees no key gets +inf.
+ * A dense head (log2_tau = -inf) gets -inf; a row that sees no key gets +inf. A row with a
+ * non-finite score among its sink and local keys (a non-finite value in its query or such a key)
+ * gets NaN, which estimate_mask reads as "keep every visible block".
  * With k_mean_at >= 0 (SALE), the threshold is moved into the frame of the estimate: the int4
  * estimate scores the mean-smoothed keys K' = K - mean_k, which lowers every score of row i by
  * q_i . mean_k; that exact row term is subtracted from the threshold. (The softmax ignores a
@@ -63,6 +65,7 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     const int span_last = min(local_last(last_diag, local_keys, causal), kv_len - 1);
 
     float16 m = (float16)(-INFINITY), l = (float16)(0.0f);
+    int16 nonfinite = (int16)(0);
     const long kbase = b * k_sb + hk * k_sh;
     for (int pass = 0; pass < 2; ++pass) {
         const int first = pass == 0 ? 0 : span_first, last = pass == 0 ? sink_end - 1 : span_last;
@@ -73,6 +76,7 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
                 t = fma(vload16(0, qt[c]), (float16)(load_elem(k, ko + c)), t);
             /* Pass 0 holds sink keys, pass 1 local keys (past the sink, so none counts twice). */
             const int16 member = pass == 0 ? ((int16)(j) <= limit) : ((int16)(j) >= lo && (int16)(j) <= hi);
+            nonfinite |= member & (isfinite(t) == (int16)(0));
             t = select((float16)(-INFINITY), t, member);
             const float16 m_new = fmax(m, t);
             const int16 seen = m_new != (float16)(-INFINITY);
@@ -89,11 +93,15 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     }
     const float log2_tau = head_log2_tau[h];
     float thr[16], ms[16], ls[16], shifts[16];
+    int bad[16];
     vstore16(m, 0, ms);
     vstore16(l, 0, ls);
     vstore16(shift, 0, shifts);
+    vstore16(nonfinite, 0, bad);
     for (int r = 0; r < 16; ++r)
-        thr[r] = ls[r] > 0.0f ? (log2_tau == -INFINITY ? -INFINITY : ms[r] + log2(ls[r]) + log2_tau - shifts[r]) : INFINITY;
+        thr[r] = bad[r] ? NAN
+                 : ls[r] > 0.0f ? (log2_tau == -INFINITY ? -INFINITY : ms[r] + log2(ls[r]) + log2_tau - shifts[r])
+                                : INFINITY;
     __global float *out = ws_f32(ws, thr_at) + (long)bh * q_len;
     for (int r = 0; r < 16 && row0 + r < q_len; ++r)
         out[row0 + r] = thr[r];
@@ -109,7 +117,10 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
  * One work-item per (batch, query head, query block): walks the key blocks in ascending order,
  * keeps the forced ones (sink, local, diagonal) and those where some element's estimate passes
  * its row's threshold, and writes the count and the index list. A block stops being evaluated at
- * its first passing element. Global size: (num_q_blocks, B*Hq), local size 1.
+ * its first passing element. An estimate that is not finite passes (a non-finite query or key:
+ * its score is unknown, so it cannot be ruled small), and so does every estimate of a row whose
+ * threshold is NaN.
+ * Global size: (num_q_blocks, B*Hq), local size 1.
  */
 __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,
                             float scale_log2e, int sink, int local_keys, int num_key_blocks,
@@ -135,7 +146,8 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     const int forced_last = min(max(local_last(diag_last, local_keys, causal), diag_last), last_visible);
     const bool dense_head = head_log2_tau[h] == -INFINITY;
 
-    /* Per-row data of the whole query block, loaded once. */
+    /* Per-row data of the whole query block, loaded once. A NaN threshold becomes -inf: every
+       estimate passes it. */
     float thr[BLOCK_Q];
     int limit[BLOCK_Q];
     __global const float *thr_row = ws_f32(ws, thr_at) + (long)bh * q_len;
@@ -143,6 +155,7 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
         const int row = row_first + r;
         limit[r] = row < q_len ? (causal ? min(row + kv_len - q_len, kv_len - 1) : kv_len - 1) : -1;
         thr[r] = row < q_len ? thr_row[row] : INFINITY;
+        thr[r] = isnan(thr[r]) ? -INFINITY : thr[r];
     }
 #if EXACT
     __global const float *ktb = kt + kt_at + bhk * HEAD_DIM * kv_len_padded;
@@ -218,7 +231,8 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
 #else
                     const float16 t = est[r] * scale_log2e;
 #endif
-                    keep = keep || any(t >= (float16)(thr[g + r]) && key <= (int16)(limit[g + r]));
+                    keep = keep || any((t >= (float16)(thr[g + r]) || isfinite(t) == (int16)(0)) &&
+                                       key <= (int16)(limit[g + r]));
                 }
             }
         }

@@ -2,9 +2,11 @@
  * Non-finite inputs, against the float64 reference (clsa.h, "Non-finite values"): an Inf or NaN
  * reaches exactly the rows that see it (causally visible and, under a mask, in a kept block),
  * those rows are non-finite rather than silent zeros, and every other row stays finite and equal
- * to the reference. In both kernel styles, dense and masked, f32 and f16.
+ * to the reference. In both kernel styles, dense and masked, f32 and f16. Then SALE: its means
+ * leave non-finite tokens out, and it keeps the blocks of non-finite queries and keys.
  */
 #include "harness.h"
+#include "llm_data.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -262,6 +264,182 @@ static void test_nan_in_q_gives_a_nan_row_not_zeros(void **state)
     run_tensor(state, IN_Q, values, 2);
 }
 
+/* ---------------------------------------------------------------- SALE ------------------ */
+
+static void *read_buffer(cl_command_queue queue, cl_mem m, size_t offset, size_t bytes)
+{
+    void *out = malloc(bytes ? bytes : 1);
+    assert_non_null(out);
+    assert_int_equal(clEnqueueReadBuffer(queue, m, CL_TRUE, offset, bytes, out, 0, NULL, NULL), CL_SUCCESS);
+    return out;
+}
+
+static cl_mem new_buffer(clsa_context *ctx, size_t bytes)
+{
+    cl_int err = CL_SUCCESS;
+    cl_mem m = clCreateBuffer(clsa_context_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    return m;
+}
+
+/* SALE settings with some blocks estimated rather than forced at these lengths. */
+static clsa_sparsity sale_settings(void)
+{
+    clsa_sparsity sp;
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    sp.local_tokens = harness_small ? 16 : 64;
+    sp.sink_tokens = harness_small ? 8 : 32;
+    if (harness_small)
+        sp.block_q = 16, sp.block_k = 16;
+    return sp;
+}
+
+/* Item 12: the per-head means of SALE's smoothing leave out non-finite values, and the group of
+   the bad token gets a NaN scale. They used to become NaN or Inf, and with them every token's
+   codes and every row's threshold. */
+static void test_sale_means_leave_out_nonfinite_tokens(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    const int64_t L = harness_small ? 20 : 200, D = 40;
+    const float values[2] = {INFINITY, NAN};
+    for (int v = 0; v < 2; ++v) {
+        clsa_shape s = clsa_shape_make(1, 2, 1, L, L + 5, D, CLSA_F32, 1);
+        harness_rng rng = harness_rng_make(500 + (uint64_t)v);
+        harness_buffers hb;
+        harness_buffers_make(ctx, &s, &rng, &hb);
+        const poison pk = place(&s, IN_K, values[v], &rng), pq = place(&s, IN_Q, values[v], &rng);
+        write_host(&s, &hb, &pk);
+        write_host(&s, &hb, &pq);
+        upload(&hb);
+        clsa_sparsity sp;
+        clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+        clsa_plan *plan = NULL;
+        assert_int_equal(clsa_plan_create(ctx, &s, &sp, &plan), CLSA_SUCCESS);
+        cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan));
+        assert_int_equal(clsa_quantize(plan, hb.queue, hb.q, hb.k, ws, 0, NULL, NULL), CLSA_SUCCESS);
+        assert_int_equal(clFinish(hb.queue), CL_SUCCESS);
+        clsa_quant_layout ql;
+        assert_int_equal(clsa_plan_quant_layout(plan, &ql), CLSA_SUCCESS);
+        const int64_t NG = ql.groups, GC = ql.group_channels, Lkp = ql.kv_len_padded;
+        float *means[2] = {read_buffer(hb.queue, ws, ql.q_mean, (size_t)(s.q_heads * D) * 4),
+                           read_buffer(hb.queue, ws, ql.k_mean, (size_t)(s.kv_heads * D) * 4)};
+        float *qscales = read_buffer(hb.queue, ws, ql.q_scales, (size_t)(s.q_heads * L * NG) * 4);
+        float *kscales = read_buffer(hb.queue, ws, ql.k_scales, (size_t)(s.kv_heads * NG * Lkp) * 4);
+        double worst = 0.0;
+        int64_t wrong_scales = 0;
+        for (int side = 0; side < 2; ++side) {
+            const poison *p = side ? &pk : &pq;
+            const int64_t H = side ? s.kv_heads : s.q_heads, len = side ? s.kv_len : s.q_len;
+            const void *x = side ? hb.hk : hb.hq;
+            for (int64_t h = 0; h < H; ++h) {
+                for (int64_t c = 0; c < D; ++c) { /* float64 mean of the finite values */
+                    double sum = 0.0;
+                    int64_t n = 0;
+                    for (int64_t t = 0; t < len; ++t) {
+                        const double e = ref_load(x, s.dtype, (h * len + t) * D + c);
+                        if (isfinite(e))
+                            sum += e, ++n;
+                    }
+                    const float got = means[side][h * D + c];
+                    worst = fmax(worst, isfinite(got) ? fabs(got - sum / (double)n) : INFINITY);
+                }
+                for (int64_t t = 0; t < len; ++t)
+                    for (int64_t g = 0; g < NG; ++g) {
+                        const float sc = side ? kscales[(h * NG + g) * Lkp + t] : qscales[(h * len + t) * NG + g];
+                        const bool bad = h == p->h && t == p->t && g == p->c / GC;
+                        wrong_scales += bad ? !isnan(sc) : !isfinite(sc);
+                    }
+            }
+        }
+        printf("# %s in Q and K: means off by %.3g from the finite values' float64 means; %lld scales wrong\n",
+               v ? "NaN" : "Inf", worst, (long long)wrong_scales);
+        if (!(worst <= 1e-5) || wrong_scales)
+            fail_msg("SALE's smoothing let a non-finite token in (seed %llu)", (unsigned long long)harness_seed);
+        free(means[0]), free(means[1]), free(qscales), free(kscales);
+        clReleaseMemObject(ws);
+        clsa_plan_release(plan);
+        harness_buffers_release(&hb);
+    }
+    clsa_context_release(ctx);
+}
+
+/* Runs the whole SALE pipeline; returns its mask as a bitmap and leaves the output in hb->ho. */
+static uint8_t *run_sale(clsa_context *ctx, const clsa_shape *s, const clsa_sparsity *sp, harness_buffers *hb,
+                         clsa_plan **plan_out)
+{
+    clsa_plan *plan = NULL;
+    clsa_status st = clsa_plan_create(ctx, s, sp, &plan);
+    if (st)
+        fail_msg("plan: %s", clsa_context_last_error(ctx));
+    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan));
+    st = clsa_attention(plan, hb->queue, hb->q, hb->k, hb->v, hb->o, ws, 0, NULL, NULL);
+    if (st)
+        fail_msg("attention: %s", clsa_context_last_error(ctx));
+    harness_read_o(hb);
+    clsa_mask_geometry g;
+    assert_int_equal(clsa_plan_mask_geometry(plan, &g), CLSA_SUCCESS);
+    clsa_block_mask m;
+    assert_int_equal(clsa_plan_workspace_mask(plan, ws, &m), CLSA_SUCCESS);
+    int32_t *counts = read_buffer(hb->queue, ws, m.counts_offset, g.counts_bytes);
+    int32_t *indices = read_buffer(hb->queue, ws, m.indices_offset, g.indices_bytes);
+    uint8_t *bitmap = malloc((size_t)(g.rows * g.num_k_blocks));
+    assert_non_null(bitmap);
+    assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
+    free(counts), free(indices);
+    clReleaseMemObject(ws);
+    *plan_out = plan;
+    return bitmap;
+}
+
+/* Item 12 for SALE: a non-finite key reaches every row that can causally see it (its estimate is
+   NaN, which passes), a non-finite query row keeps every block it can see, and a non-finite V
+   value reaches the rows whose mask keeps it; every other row is finite and exact for the mask
+   used. It used to reach no row whose block was not forced, or every row through the means. */
+static void test_sale_keeps_the_blocks_of_nonfinite_queries_and_keys(void **state)
+{
+    clsa_context *ctx = harness_context((clsa_kernel_style)(intptr_t)*state);
+    const int64_t L = harness_small ? 96 : 512;
+    const clsa_shape s = clsa_shape_make(1, 4, 2, L, L, harness_small ? 16 : 64, CLSA_F32, 1);
+    const clsa_sparsity sp = sale_settings();
+    const struct { tensor_id where; float value; } poisons[4] = {{IN_K, NAN}, {IN_K, INFINITY}, {IN_Q, NAN}, {IN_V, INFINITY}};
+    for (int n = 0; n < 4; ++n) {
+        harness_rng rng = harness_rng_make(600 + (uint64_t)n);
+        harness_buffers hb;
+        harness_buffers_make(ctx, &s, &rng, &hb);
+        llm_data_generate(&s, harness_seed ^ (600 + (uint64_t)n), hb.hq, hb.hk, hb.hv);
+        const poison p = place(&s, poisons[n].where, poisons[n].value, &rng);
+        write_host(&s, &hb, &p);
+        upload(&hb);
+        clsa_plan *plan = NULL;
+        uint8_t *bitmap = run_sale(ctx, &s, &sp, &hb, &plan);
+        /* Q and K: the mask lets the value reach every row dense attention gives it to. */
+        int64_t hidden = 0;
+        for (int64_t h = 0; h < s.q_heads && p.where != IN_V; ++h)
+            for (int64_t i = 0; i < s.q_len; ++i)
+                hidden += row_sees(&s, &p, NULL, 0, 0, p.b, h, i) && !row_sees(&s, &p, bitmap, sp.block_q, sp.block_k, p.b, h, i);
+        const int64_t nkb = (L + sp.block_k - 1) / sp.block_k, qb = p.t / sp.block_q;
+        for (int64_t kb = 0; p.where == IN_Q && kb * sp.block_k <= last_visible(&s, p.t); ++kb)
+            hidden += !bitmap[((p.b * s.q_heads + p.h) * ((L + sp.block_q - 1) / sp.block_q) + qb) * nkb + kb];
+        double *want = malloc(sizeof(double) * (size_t)(s.q_heads * L * s.head_dim));
+        assert_non_null(want);
+        ref_attention(clsa_plan_shape(plan), hb.hq, hb.hk, hb.hv, bitmap, sp.block_q, sp.block_k, want);
+        char label[96];
+        snprintf(label, sizeof label, "%s sale L%lld", clsa_context_kernel_style(ctx) == CLSA_STYLE_CPU ? "cpu" : "gpu",
+                 (long long)L);
+        printf("# %s: %lld rows (or blocks of the query) that dense attention gives the value to are masked off\n",
+               label, (long long)hidden);
+        if (hidden)
+            fail_msg("SALE hid a non-finite %s value from rows that see it (seed %llu)", tensor_names[p.where],
+                     (unsigned long long)harness_seed);
+        check_rows(&s, hb.ho, want, &p, bitmap, sp.block_q, sp.block_k, label);
+        free(want), free(bitmap);
+        clsa_plan_release(plan);
+        harness_buffers_release(&hb);
+    }
+    clsa_context_release(ctx);
+}
+
 #define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
                 cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
 
@@ -272,6 +450,8 @@ int main(void)
         BOTH(test_inf_and_nan_in_v_stay_in_rows_that_see_them),
         BOTH(test_inf_and_nan_in_k_stay_in_rows_that_see_them),
         BOTH(test_nan_in_q_gives_a_nan_row_not_zeros),
+        cmocka_unit_test(test_sale_means_leave_out_nonfinite_tokens),
+        BOTH(test_sale_keeps_the_blocks_of_nonfinite_queries_and_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

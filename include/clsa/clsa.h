@@ -322,6 +322,21 @@ const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
  *   - A score that overflows f32 (for instance Q and K values near 1e38, or a large scale) is not
  *     finite either, and gives that row NaN, as IEEE arithmetic would; the float64 reference
  *     would not overflow there.
+ *   SALE (CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT) decides its mask so that non-finite Q and
+ *   K values reach the same rows as in dense attention:
+ *   - The per-head token means used for smoothing leave out non-finite values (each channel's
+ *     mean is over its finite values; 0 when there are none), so one bad token does not change
+ *     the other tokens' codes and estimates.
+ *   - A channel group of a token that holds a non-finite value (also after smoothing, if
+ *     x - mean overflows) gets a NaN scale and zero codes, so every estimate with that token is
+ *     NaN. A non-finite estimate passes the threshold: a non-finite key's block is kept for every
+ *     query block with a row that can causally see it, and a non-finite query's block keeps every
+ *     key block it can see (its other rows then get exact attention there).
+ *   - A row whose sink or local keys give a non-finite score keeps every block it can see.
+ *   - V does not take part in the mask: a non-finite V value reaches the rows whose mask keeps
+ *     its key's block, as with a mask given to clsa_attention_masked.
+ *   Non-finite values thus cost SALE sparsity (more kept blocks), never correctness of the
+ *   other rows, and never a silent zero.
  */
 
 /**
@@ -400,7 +415,8 @@ typedef struct clsa_quant_layout {
     size_t k_codes, k_scales; /**< bytes [B*Hkv][head_dim_even/2][kv_len_padded], f32 [B*Hkv][groups][kv_len_padded] */
     size_t k_correction;     /**< f32 [B*Hq][kv_len_padded]: mean_q . K'_j of each query head */
     /** f32 [B*Hq][q_len]: m~ + log2(tau l~) in log2 units (scale*log2e*score); for SALE minus the
-        row's exact q_i . mean_k term, which the smoothed-key estimate leaves out */
+        row's exact q_i . mean_k term, which the smoothed-key estimate leaves out. NaN when a
+        score of the row's sink or local keys is not finite */
     size_t row_threshold;
 } clsa_quant_layout;
 
