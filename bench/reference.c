@@ -282,7 +282,18 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                 const bool dense = head_log2_tau(p, h) == -INFINITY;
                 for (int64_t i = r0; i <= r1; ++i) {
                     const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
+                    const int64_t lim = last_visible(s, i);
                     row_thr[i - r0] = isnan(t_i) ? -INFINITY : t_i; /* every estimate passes */
+                    if (!dense && t_i == INFINITY && lim >= 0) {
+                        /* No sink or local key: the reference is the row's highest visible estimate. */
+                        double best = -INFINITY;
+                        for (int64_t j = 0; j <= lim; ++j) {
+                            const double sc = score(ctx, b, h, i, j);
+                            if (sc > best)
+                                best = sc;
+                        }
+                        row_thr[i - r0] = best + fmin(head_log2_tau(p, h), 0.0);
+                    }
                 }
                 for (int64_t kb = 0; kb < nkb; ++kb) {
                     const int64_t k0 = kb * p->block_k, k1 = k0 + p->block_k - 1;

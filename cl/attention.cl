@@ -67,17 +67,8 @@ static inline float inverse_sum(float l) { return l == 0.0f ? 0.0f : 1.0f / l; }
 #define R ROWS_PER_ITEM
 #define NV (HEAD_DIM_PADDED / 16)
 
-/* Horizontal max and sum lane by lane. The shorter tree over .lo/.hi halves is what one would
-   write, but oclgrind 21.10's --uninitialized mis-tracks shuffles of 16-wide vectors (false
-   reports on the halves, and a crash in its plugin on the sum); scalar lanes cost little next
-   to the 16 x D fmas of each chunk. */
-static inline float hmax16(float16 x)
-{
-    const float a = fmax(fmax(x.s0, x.s1), fmax(x.s2, x.s3)), b = fmax(fmax(x.s4, x.s5), fmax(x.s6, x.s7));
-    const float c = fmax(fmax(x.s8, x.s9), fmax(x.sa, x.sb)), d = fmax(fmax(x.sc, x.sd), fmax(x.se, x.sf));
-    return fmax(fmax(a, b), fmax(c, d));
-}
-
+/* Horizontal sum lane by lane, as hmax16 (common.cl) and for the same reason; scalar lanes cost
+   little next to the 16 x D fmas of each chunk. */
 static inline float hsum16(float16 x)
 {
     float t[16];

@@ -1,9 +1,10 @@
 /*
- * Non-finite inputs, against the float64 reference (clsa.h, "Non-finite values"): an Inf or NaN
- * reaches exactly the rows that see it (causally visible and, under a mask, in a kept block),
- * those rows are non-finite rather than silent zeros, and every other row stays finite and equal
- * to the reference. In both kernel styles, dense and masked, f32 and f16. Then SALE: its means
- * leave non-finite tokens out, and it keeps the blocks of non-finite queries and keys.
+ * Non-finite inputs and empty selections, against the float64 reference (clsa.h, "Non-finite
+ * values"): an Inf or NaN reaches exactly the rows that see it (causally visible and, under a
+ * mask, in a kept block), those rows are non-finite rather than silent zeros, and every other
+ * row stays finite and equal to the reference. In both kernel styles, dense and masked, f32 and
+ * f16. Then SALE: its means leave non-finite tokens out, it keeps the blocks of non-finite
+ * queries and keys, and it keeps a block for every row that sees a key.
  */
 #include "harness.h"
 #include "llm_data.h"
@@ -440,6 +441,75 @@ static void test_sale_keeps_the_blocks_of_nonfinite_queries_and_keys(void **stat
     clsa_context_release(ctx);
 }
 
+/* ---------------------------------------------------------------- empty selections ------ */
+
+/* sum |o - dense| / sum |dense| against the float64 dense reference, and the rows that see a key
+   yet came out all zeros. */
+static double rel_l1_to_dense(const clsa_shape *s, const void *got, const harness_buffers *hb, int64_t *zero_rows)
+{
+    const int64_t n = s->batch * s->q_heads * s->q_len * s->head_dim;
+    double *dense = malloc(sizeof(double) * (size_t)n);
+    assert_non_null(dense);
+    ref_attention(s, hb->hq, hb->hk, hb->hv, NULL, 0, 0, dense);
+    double diff = 0.0, ref = 0.0;
+    *zero_rows = 0;
+    for (int64_t r = 0; r < n / s->head_dim; ++r) {
+        bool zero = true;
+        for (int64_t c = 0; c < s->head_dim; ++c) {
+            const double g = ref_load(got, s->dtype, r * s->head_dim + c), w = dense[r * s->head_dim + c];
+            diff += fabs(g - w);
+            ref += fabs(w);
+            zero = zero && g == 0.0;
+        }
+        *zero_rows += zero && last_visible(s, r % s->q_len) >= 0;
+    }
+    free(dense);
+    return diff / ref;
+}
+
+/* Item 13: every row that sees a key keeps a block, also when its sink and local sets are empty
+   (it then takes its highest estimate as the reference). Not causal with q_len 4 x kv_len, sink 0
+   and local 16, most rows have no local key in range and used to give zeros; with sink and local
+   both 0 every threshold was +inf, and only the diagonal blocks were kept. */
+static void test_every_row_that_sees_a_key_keeps_a_block(void **state)
+{
+    (void)state;
+    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    const int64_t L = harness_small ? 64 : 1024;
+    const struct { clsa_shape s; int local; double max_rel_l1; } cases[2] = {
+        {clsa_shape_make(1, 2, 1, 4 * L, L, harness_small ? 16 : 64, CLSA_F32, 0), 16, 0.05},
+        {clsa_shape_make(1, 2, 1, L, L, harness_small ? 16 : 64, CLSA_F32, 1), 0, 0.05},
+    };
+    for (int n = 0; n < 2; ++n) {
+        const clsa_shape *s = &cases[n].s;
+        clsa_sparsity sp = sale_settings();
+        sp.sink_tokens = 0, sp.local_tokens = cases[n].local;
+        harness_rng rng = harness_rng_make(700 + (uint64_t)n);
+        harness_buffers hb;
+        harness_buffers_make(ctx, s, &rng, &hb);
+        llm_data_generate(s, harness_seed ^ (700 + (uint64_t)n), hb.hq, hb.hk, hb.hv);
+        upload(&hb);
+        clsa_plan *plan = NULL;
+        uint8_t *bitmap = run_sale(ctx, s, &sp, &hb, &plan);
+        int64_t zero_rows = 0;
+        const double rel_l1 = rel_l1_to_dense(clsa_plan_shape(plan), hb.ho, &hb, &zero_rows);
+        double density = 0.0;
+        const int64_t cells = s->q_heads * ((s->q_len + sp.block_q - 1) / sp.block_q) * ((s->kv_len + sp.block_k - 1) / sp.block_k);
+        for (int64_t e = 0; e < cells; ++e)
+            density += bitmap[e];
+        printf("# sale Lq %lld Lk %lld %s sink 0 local %d: %lld rows that see a key gave zeros; %.0f of %lld blocks "
+               "kept; rel_l1 to dense %.4f (max %.2f)\n",
+               (long long)s->q_len, (long long)s->kv_len, s->causal ? "causal" : "full", sp.local_tokens,
+               (long long)zero_rows, density, (long long)cells, rel_l1, cases[n].max_rel_l1);
+        if (zero_rows || !(rel_l1 <= cases[n].max_rel_l1))
+            fail_msg("rows without sink or local keys lost their keys (seed %llu)", (unsigned long long)harness_seed);
+        free(bitmap);
+        clsa_plan_release(plan);
+        harness_buffers_release(&hb);
+    }
+    clsa_context_release(ctx);
+}
+
 #define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
                 cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
 
@@ -452,6 +522,7 @@ int main(void)
         BOTH(test_nan_in_q_gives_a_nan_row_not_zeros),
         cmocka_unit_test(test_sale_means_leave_out_nonfinite_tokens),
         BOTH(test_sale_keeps_the_blocks_of_nonfinite_queries_and_keys),
+        cmocka_unit_test(test_every_row_that_sees_a_key_keeps_a_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

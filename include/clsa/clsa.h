@@ -254,9 +254,14 @@ typedef enum clsa_method {
  *   2. The estimate of a score is S~[i,j] = scale * (sum_g s_q(i,g) s_k(j,g) sum_{c in g}
  *      qcode[i,c] kcode[j,c] + mean_q . K'_j); the inner sums are integer arithmetic (int16,
  *      exact), the per-key correction is f32.
- *   3. For each row, m~ and l~ are the exact max and sum of exp over the row's sink keys (the
- *      first sink_tokens keys) and local keys (the local_tokens keys ending at the row's diagonal
- *      key i + Lk - Lq when causal; centred on it when not causal), in f32.
+ *   3. For each row, m~ and l~ are the exact max and sum of exp over the row's reference set:
+ *      its sink keys (the first sink_tokens keys) and local keys (the local_tokens keys ending at
+ *      the row's diagonal key i + Lk - Lq when causal; centred on it when not causal) that it
+ *      can see, in f32. When that set is empty for a row that sees a key (sink_tokens 0 and no
+ *      local key in range: local_tokens 0, or a row far from its diagonal when not causal and
+ *      Lq > Lk), the reference set is the row's one visible key with the highest estimate
+ *      S~max instead: the row keeps the blocks where S~ >= S~max + ln(min(tau_h, 1)), so always
+ *      the block of that key. Every row that sees a key keeps at least one block.
  *   4. A (query block, key block) pair is kept iff some element has S~ >= m~ + ln(tau_h * l~),
  *      where S~ also gets back the exact row term scale * q_i . mean_k that smoothing K removed
  *      (it shifts a whole row, so the softmax ignores it, but the exact m~ includes it).
@@ -270,8 +275,8 @@ typedef struct clsa_sparsity {
     float tau;
     /** NULL, or q_heads thresholds that replace tau per query head; copied at plan creation. */
     const float *tau_per_head;
-    int32_t sink_tokens;  /**< keys always kept at the start (default 32) */
-    int32_t local_tokens; /**< keys always kept around each query's diagonal (default 256) */
+    int32_t sink_tokens;  /**< keys always kept at the start (default 32; 0 allowed, see rule 3) */
+    int32_t local_tokens; /**< keys always kept around each query's diagonal (default 256; 0 allowed) */
     int32_t block_q;      /**< query rows per mask block, power of two 16..128 (default 64) */
     int32_t block_k;      /**< keys per mask block, power of two 16..128 (default 32) */
 } clsa_sparsity;
@@ -415,8 +420,9 @@ typedef struct clsa_quant_layout {
     size_t k_codes, k_scales; /**< bytes [B*Hkv][head_dim_even/2][kv_len_padded], f32 [B*Hkv][groups][kv_len_padded] */
     size_t k_correction;     /**< f32 [B*Hq][kv_len_padded]: mean_q . K'_j of each query head */
     /** f32 [B*Hq][q_len]: m~ + log2(tau l~) in log2 units (scale*log2e*score); for SALE minus the
-        row's exact q_i . mean_k term, which the smoothed-key estimate leaves out. NaN when a
-        score of the row's sink or local keys is not finite */
+        row's exact q_i . mean_k term, which the smoothed-key estimate leaves out. +inf for a row
+        with no sink or local key (clsa_estimate_mask then uses its highest estimate), NaN when
+        one of their scores is not finite */
     size_t row_threshold;
 } clsa_quant_layout;
 
