@@ -242,23 +242,23 @@ static void run_tensor(void **state, tensor_id where, const float *values, int n
     clsa_context_release(ctx);
 }
 
-/* Item 11: an Inf or NaN in V reaches only the rows that see its key. It used to leak into the
-   rows of the same 16-key chunk (cpu) or key tile (gpu) that could not see it, as 0 x Inf. */
+/* An Inf or NaN in V reaches only the rows that see its key. It used to leak into the rows of the
+   same 16-key chunk (cpu) or key tile (gpu) that could not see it, as 0 x Inf. */
 static void test_inf_and_nan_in_v_stay_in_rows_that_see_them(void **state)
 {
     const float values[3] = {INFINITY, -INFINITY, NAN};
     run_tensor(state, IN_V, values, 3);
 }
 
-/* Item 11 for K, and item 12: a key with an Inf or NaN gives the rows that see it NaN, whatever
-   the sign of its score (a -inf score used to pass for a masked key), and no other row. */
+/* A key with an Inf or NaN gives the rows that see it NaN, whatever the sign of its score (a -inf
+   score used to pass for a masked key), and no other row. */
 static void test_inf_and_nan_in_k_stay_in_rows_that_see_them(void **state)
 {
     const float values[2] = {INFINITY, NAN};
     run_tensor(state, IN_K, values, 2);
 }
 
-/* Item 12: a NaN (or Inf) in a query row gives that row NaN, not a silent row of zeros. */
+/* A NaN (or Inf) in a query row gives that row NaN, not a silent row of zeros. */
 static void test_nan_in_q_gives_a_nan_row_not_zeros(void **state)
 {
     const float values[2] = {NAN, INFINITY};
@@ -295,9 +295,9 @@ static clsa_sparsity sale_settings(void)
     return sp;
 }
 
-/* Item 12: the per-head means of SALE's smoothing leave out non-finite values, and the group of
-   the bad token gets a NaN scale. They used to become NaN or Inf, and with them every token's
-   codes and every row's threshold. */
+/* The per-head means of SALE's smoothing leave out non-finite values, and the group of the bad
+   token gets a NaN scale. They used to become NaN or Inf, and with them every token's codes and
+   every row's threshold. */
 static void test_sale_means_leave_out_nonfinite_tokens(void **state)
 {
     (void)state;
@@ -393,10 +393,10 @@ static uint8_t *run_sale(clsa_context *ctx, const clsa_shape *s, const clsa_spar
     return bitmap;
 }
 
-/* Item 12 for SALE: a non-finite key reaches every row that can causally see it (its estimate is
-   NaN, which passes), a non-finite query row keeps every block it can see, and a non-finite V
-   value reaches the rows whose mask keeps it; every other row is finite and exact for the mask
-   used. It used to reach no row whose block was not forced, or every row through the means. */
+/* SALE: a non-finite key reaches every row that can causally see it (its estimate is NaN, which
+   passes), a non-finite query row keeps every block it can see, and a non-finite V value reaches
+   the rows whose mask keeps it; every other row is finite and exact for the mask used. Such a key
+   used to be hidden from the rows whose block was not forced. */
 static void test_sale_keeps_the_blocks_of_nonfinite_queries_and_keys(void **state)
 {
     clsa_context *ctx = harness_context((clsa_kernel_style)(intptr_t)*state);
@@ -467,10 +467,10 @@ static double rel_l1_to_dense(const clsa_shape *s, const void *got, const harnes
     return diff / ref;
 }
 
-/* Item 13: every row that sees a key keeps a block, also when its sink and local sets are empty
-   (it then takes its highest estimate as the reference). Not causal with q_len 4 x kv_len, sink 0
-   and local 16, most rows have no local key in range and used to give zeros; with sink and local
-   both 0 every threshold was +inf, and only the diagonal blocks were kept. */
+/* Every row that sees a key keeps a block, also when its sink and local sets are empty (it then
+   takes its highest estimate as the reference). Not causal with q_len 4 x kv_len, sink 0 and
+   local 16, most rows have no local key in range and used to give zeros; with sink and local both
+   0 every threshold was +inf, and only the diagonal blocks were kept. */
 static void test_every_row_that_sees_a_key_keeps_a_block(void **state)
 {
     (void)state;
