@@ -9,8 +9,12 @@
  * softmax weights without a multiply per score.
  *
  * Non-finite values (the policy is in clsa.h, "Non-finite values"): a key a row cannot see
- * contributes nothing, so its weight is never multiplied into its V row (0 x Inf is NaN); a score
- * that is not finite becomes +inf (finite_or_inf), so that the row's sum and output turn NaN.
+ * contributes nothing, so its weight is never multiplied into its V row (0 x Inf is NaN). A query
+ * row with a value that is not finite is made all NaN here, and so is such a K row by kv_layout,
+ * so that their scores are NaN, never a -inf that would pass for a masked key. A NaN score gives
+ * a NaN weight, and the row's sum and output turn NaN: the kernels skip a row's chunk or tile
+ * only when it holds none of the row's visible keys, not when its maximum is -inf (fmax drops
+ * NaN, so an all-NaN chunk has maximum -inf).
  *
  * Defines: HEAD_DIM, CLSA_DTYPE, SPARSE, KERNEL_STYLE_CPU or KERNEL_STYLE_GPU, and
  *   CPU: ROWS_PER_ITEM (query rows per work-item)
@@ -38,12 +42,18 @@
     for (int start = 0, end = key_end, once_ = 1; once_; once_ = 0)
 #endif
 
-/* A score that is not finite (a non-finite value in Q or K, or an f32 overflow) becomes +inf. The
-   row's maximum is then +inf, exp2(inf - inf) gives that key a NaN weight, and the row's sum and
-   output are NaN. Left alone, a -inf score would pass for a masked key (weight 0), and a NaN one
-   would be dropped by fmax, which made a row of NaN scores a silent row of zeros. */
-static inline float finite_or_inf(float s) { return isfinite(s) ? s : INFINITY; }
-static inline float16 finite_or_inf16(float16 s) { return select((float16)(INFINITY), s, isfinite(s)); }
+/* Loads query row `row` (HEAD_DIM values at qo) pre-multiplied by scale_log2e into qs: all NaN
+   when a value is not finite (also after the multiply), zeros past q_len. */
+static inline void load_query(__global const STORAGE *q, long qo, int row, int q_len, float scale_log2e, float *qs)
+{
+    bool finite = true;
+    for (int c = 0; c < HEAD_DIM; ++c) {
+        qs[c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+        finite = finite && isfinite(qs[c]);
+    }
+    for (int c = 0; !finite && c < HEAD_DIM; ++c)
+        qs[c] = NAN;
+}
 
 /* 1 / l for the output: a row that saw no key has l == 0 and gets zeros; a row that saw a
    non-finite score has l NaN and keeps it. */
@@ -122,9 +132,7 @@ __kernel void attention(ATTENTION_ARGS)
         limit[r] = last_visible_key(row, q_len, kv_len, causal);
         min_limit = min(min_limit, limit[r]);
         max_limit = max(max_limit, limit[r]);
-        const long qo = b * q_sb + h * q_sh + (long)row * q_st;
-        for (int c = 0; c < HEAD_DIM; ++c)
-            qs[r][c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+        load_query(q, b * q_sb + h * q_sh + (long)row * q_st, row, q_len, scale_log2e, qs[r]);
     }
 
     float16 acc[R][NV];
@@ -156,12 +164,12 @@ __kernel void attention(ATTENTION_ARGS)
             /* Only chunks that reach past some row's last visible key need the mask. */
             const bool partial = j0 + 15 > min_limit;
             for (int r = 0; r < R; ++r) {
-                float16 sr = finite_or_inf16(s[r]);
+                float16 sr = s[r];
                 if (partial)
                     sr = select(sr, (float16)(-INFINITY), (int16)(j0) + lane > (int16)(limit[r]));
                 const float m_new = fmax(m[r], hmax16(sr));
                 float16 p = (float16)(0.0f);
-                if (m_new != -INFINITY) { /* else no key of this row is visible yet */
+                if (j0 <= limit[r]) { /* else the chunk holds no key this row sees */
                     const float alpha = exp2(m[r] - m_new);
                     p = exp2(sr - (float16)(m_new));
                     l[r] = l[r] * alpha + hsum16(p);
@@ -219,11 +227,9 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
     const int limit = last_visible_key(row, q_len, kv_len, causal);
     const int key_end = last_visible_key(min(row0 + GROUP_SIZE, q_len) - 1, q_len, kv_len, causal) + 1;
     float qv[HEAD_DIM], acc[HEAD_DIM];
-    const long qo = b * q_sb + h * q_sh + (long)row * q_st;
-    for (int c = 0; c < HEAD_DIM; ++c) {
-        qv[c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+    load_query(q, b * q_sb + h * q_sh + (long)row * q_st, row, q_len, scale_log2e, qv);
+    for (int c = 0; c < HEAD_DIM; ++c)
         acc[c] = 0.0f;
-    }
     float m = -INFINITY, l = 0.0f;
 #if SPARSE
     const int mask_row = bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + row0 / BLOCK_Q;
@@ -245,12 +251,12 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
                 float dot = 0.0f;
                 for (int c = 0; c < HEAD_DIM; ++c)
                     dot = fma(qv[c], ks[j][c], dot);
-                s[j] = j0 + j > limit ? -INFINITY : finite_or_inf(dot);
+                s[j] = j0 + j > limit ? -INFINITY : dot;
                 mx = fmax(mx, s[j]);
             }
             const float m_new = fmax(m, mx);
-            if (m_new == -INFINITY)
-                continue; /* no key of this row is visible yet; the barriers stay uniform */
+            if (j0 > limit)
+                continue; /* the tile holds no key this row sees; the barriers stay uniform */
             const float alpha = exp2(m - m_new);
             for (int c = 0; c < HEAD_DIM; ++c)
                 acc[c] *= alpha;

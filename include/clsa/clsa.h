@@ -324,9 +324,10 @@ const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
  *   - A key a row does not see contributes nothing to it, whatever K and V hold there: the row
  *     stays finite and exact.
  *   - A row that sees no key gives zeros (see Tensors), even when its own Q row is not finite.
- *   - A score that overflows f32 (for instance Q and K values near 1e38, or a large scale) is not
- *     finite either, and gives that row NaN, as IEEE arithmetic would; the float64 reference
- *     would not overflow there.
+ *   - Scores that overflow f32 (for instance Q and K values near 1e38, or a large scale) follow
+ *     IEEE arithmetic and may give the row NaN: a score that overflows to +inf always does, and
+ *     so does a query value that overflows when scaled; one that overflows to -inf gets weight 0
+ *     (NaN when the row has no other key). The float64 reference does not overflow there.
  *   SALE (CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT) decides its mask so that non-finite Q and
  *   K values reach the same rows as in dense attention:
  *   - The per-head token means used for smoothing leave out non-finite values (each channel's
