@@ -134,6 +134,7 @@ void ref_attention(const clsa_shape *s, const void *q, const void *k, const void
                 const int64_t last = last_visible(s, i);
                 const uint8_t *mrow = block_mask ? block_mask + ((b * Hq + h) * nqb + i / block_q) * nkb : NULL;
                 double mx = -INFINITY;
+                bool finite = true;
                 for (int64_t j = 0; j <= last; ++j) {
                     if (mrow && !mrow[j / block_k]) {
                         scores[j] = -INFINITY;
@@ -143,8 +144,14 @@ void ref_attention(const clsa_shape *s, const void *q, const void *k, const void
                     for (int64_t c = 0; c < D; ++c)
                         dot += qrow[c] * kmat[j * D + c];
                     scores[j] = dot * scale;
+                    finite = finite && isfinite(scores[j]);
                     if (scores[j] > mx)
                         mx = scores[j];
+                }
+                if (!finite) { /* a non-finite value in Q or a seen key: NaN (clsa.h, "Non-finite values") */
+                    for (int64_t c = 0; c < D; ++c)
+                        out[c] = NAN;
+                    continue;
                 }
                 if (mx == -INFINITY)
                     continue; /* no visible key: zeros */
@@ -234,10 +241,12 @@ void ref_sale_thresholds(const clsa_shape *s, const void *q, const void *k, cons
                 if (hi > limit)
                     hi = limit;
                 double m = -INFINITY, l = 0.0;
+                bool finite = true;
                 for (int pass = 0; pass < 2; ++pass) {
                     const int64_t first = pass ? lo : 0, last = pass ? hi : (sink_end - 1 < limit ? sink_end - 1 : limit);
                     for (int64_t j = first < 0 ? 0 : first; j <= last; ++j) {
                         const double t = ref_exact_score(&e, b, h, i, j);
+                        finite = finite && isfinite(t);
                         if (t > m) {
                             l = l * exp2(m - t) + 1.0;
                             m = t;
@@ -247,7 +256,8 @@ void ref_sale_thresholds(const clsa_shape *s, const void *q, const void *k, cons
                     }
                 }
                 const double lt = head_log2_tau(p, h);
-                thr[(b * s->q_heads + h) * s->q_len + i] = l > 0 ? (lt == -INFINITY ? -INFINITY : m + log2(l) + lt) : INFINITY;
+                thr[(b * s->q_heads + h) * s->q_len + i] =
+                    !finite ? NAN : l > 0 ? (lt == -INFINITY ? -INFINITY : m + log2(l) + lt) : INFINITY;
             }
 }
 
@@ -255,6 +265,7 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                    uint8_t *keep, double *margin)
 {
     const int64_t nqb = (s->q_len + p->block_q - 1) / p->block_q, nkb = (s->kv_len + p->block_k - 1) / p->block_k;
+    double *row_thr = malloc(sizeof(double) * (size_t)p->block_q); /* the thresholds of a query block's rows */
     for (int64_t b = 0; b < s->batch; ++b)
         for (int64_t h = 0; h < s->q_heads; ++h)
             for (int64_t qb = 0; qb < nqb; ++qb) {
@@ -269,6 +280,21 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                 f0 = f0 < 0 ? 0 : f0;
                 f1 = f1 < last ? f1 : last;
                 const bool dense = head_log2_tau(p, h) == -INFINITY;
+                for (int64_t i = r0; i <= r1; ++i) {
+                    const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
+                    const int64_t lim = last_visible(s, i);
+                    row_thr[i - r0] = isnan(t_i) ? -INFINITY : t_i; /* every estimate passes */
+                    if (!dense && t_i == INFINITY && lim >= 0) {
+                        /* No sink or local key: the reference is the row's highest visible estimate. */
+                        double best = -INFINITY;
+                        for (int64_t j = 0; j <= lim; ++j) {
+                            const double sc = score(ctx, b, h, i, j);
+                            if (sc > best)
+                                best = sc;
+                        }
+                        row_thr[i - r0] = best + fmin(head_log2_tau(p, h), 0.0);
+                    }
+                }
                 for (int64_t kb = 0; kb < nkb; ++kb) {
                     const int64_t k0 = kb * p->block_k, k1 = k0 + p->block_k - 1;
                     uint8_t *out = &keep[row * nkb + kb];
@@ -281,10 +307,11 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                     } else {
                         /* Without margins, the first passing element decides the block. */
                         for (int64_t i = r0; i <= r1 && (margin || best < 0.0); ++i) {
-                            const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
                             const int64_t lim = last_visible(s, i);
                             for (int64_t j = k0; j <= k1 && j <= lim && (margin || best < 0.0); ++j) {
-                                const double m = score(ctx, b, h, i, j) - t_i;
+                                const double sc = score(ctx, b, h, i, j);
+                                /* A non-finite estimate passes: its score cannot be ruled small. */
+                                const double m = isfinite(sc) ? sc - row_thr[i - r0] : INFINITY;
                                 if (m > best)
                                     best = m;
                             }
@@ -295,6 +322,7 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                         margin[row * nkb + kb] = best;
                 }
             }
+    free(row_thr);
 }
 
 /* ---- SALE's int4 quantization on the host ---- */
@@ -328,17 +356,21 @@ void ref_int4_free(ref_int4 *x)
     memset(x, 0, sizeof *x);
 }
 
-/* Channel c's mean over the `len` tokens of one head, as token_mean sums it. */
+/* Channel c's mean over the finite values of the `len` tokens of one head, as token_mean sums it. */
 static float token_mean(const void *x, clsa_dtype dtype, int64_t base, int64_t token_stride, int64_t len)
 {
     float total = 0.0f;
+    int64_t count = 0;
     for (int64_t t0 = 0; t0 < len; t0 += 64) {
         float part = 0.0f;
-        for (int64_t t = t0; t < t0 + 64 && t < len; ++t)
-            part += (float)ref_load(x, dtype, base + t * token_stride);
+        for (int64_t t = t0; t < t0 + 64 && t < len; ++t) {
+            const float v = (float)ref_load(x, dtype, base + t * token_stride);
+            part += isfinite(v) ? v : 0.0f;
+            count += isfinite(v);
+        }
         total += part;
     }
-    return total / (float)len;
+    return count > 0 ? total / (float)count : 0.0f;
 }
 
 /* Smooths one token (xs = x - mean), sets its group scales and writes its codes. */
@@ -350,13 +382,13 @@ static void quantize_token(const void *x, clsa_dtype dtype, int64_t at, const fl
         scales[g] = 0.0f;
     for (int64_t c = 0; c < D; ++c) {
         xs[c] = (float)ref_load(x, dtype, at + c) - mean[c];
-        scales[c / group] = fmaxf(scales[c / group], fabsf(xs[c]));
+        scales[c / group] = fmaxf(scales[c / group], isfinite(xs[c]) ? fabsf(xs[c]) : INFINITY);
     }
-    for (int64_t g = 0; g < G; ++g)
-        scales[g] /= 7.0f;
+    for (int64_t g = 0; g < G; ++g) /* a group with a non-finite value: scale NaN, codes 0 */
+        scales[g] = isinf(scales[g]) ? NAN : scales[g] / 7.0f;
     for (int64_t c = 0; c < D; ++c) {
-        const float s = scales[c / group], inv = s > 0.0f ? 1.0f / s : 0.0f;
-        codes[c] = (int8_t)fminf(fmaxf(rintf(xs[c] * inv), -7.0f), 7.0f);
+        const float s = scales[c / group], inv = s > 0.0f ? 1.0f / s : 0.0f, code = xs[c] * inv;
+        codes[c] = isnan(code) ? 0 : (int8_t)fminf(fmaxf(rintf(code), -7.0f), 7.0f);
     }
 }
 

@@ -31,7 +31,9 @@ void ref_store(void *data, clsa_dtype dtype, int64_t i, float x);
  * O = softmax(scale * Q K^T) V in float64, with the library's causal convention (row i sees
  * keys j <= i + Lk - Lq) and, when block_mask is not NULL, only the key blocks it keeps:
  * block_mask[((b * Hq + h) * num_qblocks + qb) * num_kblocks + kb] != 0. Rows with no visible
- * key give zeros. o is contiguous [B, Hq, Lq, D].
+ * key give zeros. A row with a non-finite score (a non-finite value in its Q row or in a key it
+ * sees) gives NaN; a non-finite value in a V row it sees reaches its output through IEEE
+ * arithmetic. This is clsa.h's "Non-finite values" policy. o is contiguous [B, Hq, Lq, D].
  */
 void ref_attention(const clsa_shape *shape, const void *q, const void *k, const void *v,
                    const uint8_t *block_mask, int block_q, int block_k, double *o);
@@ -51,8 +53,9 @@ typedef struct ref_sale {
 } ref_sale;
 
 /* Per row (b, h, i), in log2 units t = scale * log2(e) * q.k: the threshold m + log2(tau_h * l)
-   over the row's sink and local keys, exactly; -inf for a dense head, +inf for a row that sees no
-   key. thr is [B*Hq*Lq]. */
+   over the row's sink and local keys, exactly; -inf for a dense head, +inf for a row with no sink
+   or local key (ref_sale_mask then uses its highest estimate), NaN when one of their scores is not
+   finite. thr is [B*Hq*Lq]. */
 void ref_sale_thresholds(const clsa_shape *shape, const void *q, const void *k, const ref_sale *p, double *thr);
 
 /* A score in log2 units for (b, h, i, j); `ctx` is the callback's own data. */
@@ -68,7 +71,9 @@ double ref_exact_score(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j);
 /*
  * The block decisions of the SALE rule with thresholds thr and scores from `score`: keep is
  * [B*Hq*num_q_blocks][num_k_blocks]; margin (may be NULL) receives per block the largest
- * score - threshold over its evaluated elements (+inf for forced blocks, -inf when none).
+ * score - threshold over its evaluated elements (+inf for forced blocks and for a non-finite
+ * score, -inf when none). A NaN threshold passes every score; a row with threshold +inf that
+ * sees a key takes its highest visible score e as reference, with threshold e + min(log2 tau, 0).
  */
 void ref_sale_mask(const clsa_shape *shape, const ref_sale *p, const double *thr, ref_score_fn score, void *ctx,
                    uint8_t *keep, double *margin);

@@ -1,12 +1,20 @@
 /*
  * Attention stage: FlashAttention-2-style tiled attention with an online softmax and f32
  * accumulation, over every visible key (SPARSE == 0) or over the key blocks listed in a block
- * mask (SPARSE == 1, layout of DESIGN §6: per (batch, query head, query block) a count and that
+ * mask (SPARSE == 1, the clsa_block_mask layout of clsa.h: per (batch, query head, query block) a count and that
  * many ascending key-block indices, rows padded to num_key_blocks).
  *
  * Inputs: Q in its storage dtype and strides; K^T and V prepared by kv_layout.cl.
  * Scores are computed in base 2: Q is pre-multiplied by scale * log2(e), so exp2 gives the
  * softmax weights without a multiply per score.
+ *
+ * Non-finite values (the policy is in clsa.h, "Non-finite values"): a key a row cannot see
+ * contributes nothing, so its weight is never multiplied into its V row (0 x Inf is NaN). A query
+ * row with a value that is not finite is made all NaN here, and so is such a K row by kv_layout,
+ * so that their scores are NaN, never a -inf that would pass for a masked key. A NaN score gives
+ * a NaN weight, and the row's sum and output turn NaN: the kernels skip a row's chunk or tile
+ * only when it holds none of the row's visible keys, not when its maximum is -inf (fmax drops
+ * NaN, so an all-NaN chunk has maximum -inf).
  *
  * Defines: HEAD_DIM, CLSA_DTYPE, SPARSE, KERNEL_STYLE_CPU or KERNEL_STYLE_GPU, and
  *   CPU: ROWS_PER_ITEM (query rows per work-item)
@@ -34,6 +42,23 @@
     for (int start = 0, end = key_end, once_ = 1; once_; once_ = 0)
 #endif
 
+/* Loads query row `row` (HEAD_DIM values at qo) pre-multiplied by scale_log2e into qs: all NaN
+   when a value is not finite (also after the multiply), zeros past q_len. */
+static inline void load_query(__global const STORAGE *q, long qo, int row, int q_len, float scale_log2e, float *qs)
+{
+    bool finite = true;
+    for (int c = 0; c < HEAD_DIM; ++c) {
+        qs[c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+        finite = finite && isfinite(qs[c]);
+    }
+    for (int c = 0; !finite && c < HEAD_DIM; ++c)
+        qs[c] = NAN;
+}
+
+/* 1 / l for the output: a row that saw no key has l == 0 and gets zeros; a row that saw a
+   non-finite score has l NaN and keeps it. */
+static inline float inverse_sum(float l) { return l == 0.0f ? 0.0f : 1.0f / l; }
+
 #define ATTENTION_ARGS                                                                             \
     __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *workspace,   \
         long kt_at, long v_at, __global STORAGE *o, long o_sb, long o_sh, long o_st,               \
@@ -44,7 +69,9 @@
 /*
  * CPU style. Each work-item owns ROWS_PER_ITEM query rows and walks the keys 16 at a time, with
  * explicit float16 vectors and register tiles (no local memory, no barriers): PoCL runs a
- * work-group as a loop, and this shape is what reaches the GEMM-like rate (POCL-NOTES.md).
+ * work-group as a loop, and this shape is what reaches the GEMM-like rate there (measured on
+ * PoCL 3.1: 8 rows x float16 register tiles ran a 1024^3 f32 GEMM at 82 GFLOP/s, local-memory
+ * GPU-style tiles at 6-8).
  *   scores: s[r] (16 keys) += q[r][c] * K^T[c][16 keys]   (R float16 accumulators)
  *   values: acc[r][v] (16 channels) += p[r][j] * V[j][16 channels]
  * Global size: (row groups rounded up to the local size, B*Hq).
@@ -52,17 +79,8 @@
 #define R ROWS_PER_ITEM
 #define NV (HEAD_DIM_PADDED / 16)
 
-/* Horizontal max and sum lane by lane. The shorter tree over .lo/.hi halves is what one would
-   write, but oclgrind 21.10's --uninitialized mis-tracks shuffles of 16-wide vectors (false
-   reports on the halves, and a crash in its plugin on the sum); scalar lanes cost little next
-   to the 16 x D fmas of each chunk. */
-static inline float hmax16(float16 x)
-{
-    const float a = fmax(fmax(x.s0, x.s1), fmax(x.s2, x.s3)), b = fmax(fmax(x.s4, x.s5), fmax(x.s6, x.s7));
-    const float c = fmax(fmax(x.s8, x.s9), fmax(x.sa, x.sb)), d = fmax(fmax(x.sc, x.sd), fmax(x.se, x.sf));
-    return fmax(fmax(a, b), fmax(c, d));
-}
-
+/* Horizontal sum lane by lane, as hmax16 (common.cl) and for the same reason; scalar lanes cost
+   little next to the 16 x D fmas of each chunk. */
 static inline float hsum16(float16 x)
 {
     float t[16];
@@ -73,6 +91,28 @@ static inline float hsum16(float16 x)
         odd += t[i + 1];
     }
     return even + odd;
+}
+
+/* acc[r] (16 channels of V chunk v) += p[r][jj] * V[jj] over the 16 keys of a chunk at vp. With
+   `masked` (a chunk that reaches past some row's last visible key), a key past row r's last
+   visible key is skipped rather than weighted by its zero: 0 x Inf is NaN, and a value the row
+   cannot see must not reach it. Callers pass a constant, so the full chunks keep the plain loop. */
+static inline void accumulate_values(float16 acc[R][NV], const float ps[R][16], __global const float *vp,
+                                     const int limit[R], int j0, bool masked)
+{
+    for (int v = 0; v < NV; ++v) {
+        float16 a[R];
+        for (int r = 0; r < R; ++r)
+            a[r] = acc[r][v];
+        for (int jj = 0; jj < 16; ++jj) {
+            const float16 vv = vload16(v, vp + jj * HEAD_DIM_PADDED);
+            for (int r = 0; r < R; ++r)
+                if (!masked || j0 + jj <= limit[r])
+                    a[r] = fma((float16)(ps[r][jj]), vv, a[r]);
+        }
+        for (int r = 0; r < R; ++r)
+            acc[r][v] = a[r];
+    }
 }
 
 __kernel void attention(ATTENTION_ARGS)
@@ -94,9 +134,7 @@ __kernel void attention(ATTENTION_ARGS)
         limit[r] = last_visible_key(row, q_len, kv_len, causal);
         min_limit = min(min_limit, limit[r]);
         max_limit = max(max_limit, limit[r]);
-        const long qo = b * q_sb + h * q_sh + (long)row * q_st;
-        for (int c = 0; c < HEAD_DIM; ++c)
-            qs[r][c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+        load_query(q, b * q_sb + h * q_sh + (long)row * q_st, row, q_len, scale_log2e, qs[r]);
     }
 
     float16 acc[R][NV];
@@ -133,7 +171,7 @@ __kernel void attention(ATTENTION_ARGS)
                     sr = select(sr, (float16)(-INFINITY), (int16)(j0) + lane > (int16)(limit[r]));
                 const float m_new = fmax(m[r], hmax16(sr));
                 float16 p = (float16)(0.0f);
-                if (m_new != -INFINITY) { /* else no key of this row is visible yet */
+                if (j0 <= limit[r]) { /* else the chunk holds no key this row sees */
                     const float alpha = exp2(m[r] - m_new);
                     p = exp2(sr - (float16)(m_new));
                     l[r] = l[r] * alpha + hsum16(p);
@@ -145,18 +183,10 @@ __kernel void attention(ATTENTION_ARGS)
                 vstore16(p, 0, ps[r]);
             }
             __global const float *vp = vb + (long)j0 * HEAD_DIM_PADDED;
-            for (int v = 0; v < NV; ++v) {
-                float16 a[R];
-                for (int r = 0; r < R; ++r)
-                    a[r] = acc[r][v];
-                for (int jj = 0; jj < 16; ++jj) {
-                    const float16 vv = vload16(v, vp + jj * HEAD_DIM_PADDED);
-                    for (int r = 0; r < R; ++r)
-                        a[r] = fma((float16)(ps[r][jj]), vv, a[r]);
-                }
-                for (int r = 0; r < R; ++r)
-                    acc[r][v] = a[r];
-            }
+            if (partial)
+                accumulate_values(acc, ps, vp, limit, j0, true);
+            else
+                accumulate_values(acc, ps, vp, limit, j0, false);
         }
     }
 
@@ -164,8 +194,7 @@ __kernel void attention(ATTENTION_ARGS)
         const int row = row0 + r;
         if (row >= q_len)
             break;
-        /* A row that saw no key has l == 0 and gets zeros, never NaN. */
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        const float inv = inverse_sum(l[r]);
         float out[HEAD_DIM_PADDED];
         for (int v = 0; v < NV; ++v)
             vstore16(acc[r][v], v, out);
@@ -200,11 +229,9 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
     const int limit = last_visible_key(row, q_len, kv_len, causal);
     const int key_end = last_visible_key(min(row0 + GROUP_SIZE, q_len) - 1, q_len, kv_len, causal) + 1;
     float qv[HEAD_DIM], acc[HEAD_DIM];
-    const long qo = b * q_sb + h * q_sh + (long)row * q_st;
-    for (int c = 0; c < HEAD_DIM; ++c) {
-        qv[c] = row < q_len ? load_elem(q, qo + c) * scale_log2e : 0.0f;
+    load_query(q, b * q_sb + h * q_sh + (long)row * q_st, row, q_len, scale_log2e, qv);
+    for (int c = 0; c < HEAD_DIM; ++c)
         acc[c] = 0.0f;
-    }
     float m = -INFINITY, l = 0.0f;
 #if SPARSE
     const int mask_row = bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + row0 / BLOCK_Q;
@@ -230,13 +257,15 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
                 mx = fmax(mx, s[j]);
             }
             const float m_new = fmax(m, mx);
-            if (m_new == -INFINITY)
-                continue; /* no key of this row is visible yet; the barriers stay uniform */
+            if (j0 > limit)
+                continue; /* the tile holds no key this row sees; the barriers stay uniform */
             const float alpha = exp2(m - m_new);
             for (int c = 0; c < HEAD_DIM; ++c)
                 acc[c] *= alpha;
             float tile_sum = 0.0f; /* summed per tile first: a long running sum loses accuracy */
-            for (int j = 0; j < KEY_TILE; ++j) {
+            /* Keys past the row's last visible key are left out, not weighted by 0: 0 x Inf is NaN. */
+            const int visible = min(limit - j0 + 1, KEY_TILE);
+            for (int j = 0; j < visible; ++j) {
                 const float p = exp2(s[j] - m_new);
                 tile_sum += p;
                 for (int c = 0; c < HEAD_DIM; ++c)
@@ -247,7 +276,7 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
         }
     }
     if (row < q_len) {
-        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const float inv = inverse_sum(l);
         const long oo = b * o_sb + h * o_sh + (long)row * o_st;
         for (int c = 0; c < HEAD_DIM; ++c)
             store_elem(o, oo + c, acc[c] * inv);

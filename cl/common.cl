@@ -45,3 +45,13 @@ static inline int last_visible_key(int row, int q_len, int kv_len, int causal)
         return -1;
     return causal ? min(row + kv_len - q_len, kv_len - 1) : kv_len - 1;
 }
+
+/* Horizontal max lane by lane (fmax: NaN lanes are ignored). The shorter tree over .lo/.hi halves
+   is what one would write, but oclgrind 21.10's --uninitialized mis-tracks shuffles of 16-wide
+   vectors (false reports on the halves, and a crash in its plugin on a sum). */
+static inline float hmax16(float16 x)
+{
+    const float a = fmax(fmax(x.s0, x.s1), fmax(x.s2, x.s3)), b = fmax(fmax(x.s4, x.s5), fmax(x.s6, x.s7));
+    const float c = fmax(fmax(x.s8, x.s9), fmax(x.sa, x.sb)), d = fmax(fmax(x.sc, x.sd), fmax(x.se, x.sf));
+    return fmax(fmax(a, b), fmax(c, d));
+}

@@ -5,6 +5,7 @@
  *   vw: [B*Hkv][kv_len_padded][HEAD_DIM_PADDED] (channels contiguous: a float16 is 16 channels)
  * Both live in the workspace at element offsets kt_at and v_at. with_v = 0 lays out K alone.
  * Tokens past kv_len and channels past HEAD_DIM are written as zero, so tiles may read them.
+ * A K row with a non-finite value becomes all NaN (see below).
  * Global size: (kv_len_padded, B*Hkv).
  */
 __kernel void kv_layout(__global const STORAGE *k, long k_sb, long k_sh, long k_st, __global const STORAGE *v,
@@ -23,8 +24,14 @@ __kernel void kv_layout(__global const STORAGE *k, long k_sb, long k_sh, long k_
     if (j < kv_len) {
         const long ko = b * k_sb + h * k_sh + j * k_st;
         const long vo = b * v_sb + h * v_sh + j * v_st;
+        /* A key with a value that is not finite is laid out as NaN in every channel, so that its
+           score is NaN for every query. q . k could otherwise be -inf, which attention would
+           take for a masked key and weight 0 (clsa.h, "Non-finite values"). */
+        bool finite = true;
         for (int c = 0; c < HEAD_DIM; ++c)
-            kcol[(long)c * kv_len_padded] = load_elem(k, ko + c);
+            finite = finite && isfinite(load_elem(k, ko + c));
+        for (int c = 0; c < HEAD_DIM; ++c)
+            kcol[(long)c * kv_len_padded] = finite ? load_elem(k, ko + c) : NAN;
         for (int c = 0; with_v && c < HEAD_DIM; ++c)
             vrow[c] = load_elem(v, vo + c);
     } else {

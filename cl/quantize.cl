@@ -15,8 +15,10 @@
 
 static inline __global float *ws_f32(__global uchar *ws, long at) { return (__global float *)(ws + at); }
 
-/* Mean over `len` tokens of channel c of one head. Partial sums of 64 tokens keep the f32 error
-   near that of a pairwise sum. Global size: (HEAD_DIM, B*H). */
+/* Mean over the `len` tokens of channel c of one head, leaving out non-finite values (0 when none
+   is finite), so that one Inf or NaN token does not reach every other token's codes (clsa.h,
+   "Non-finite values"). Partial sums of 64 tokens keep the f32 error near that of a pairwise sum.
+   Global size: (HEAD_DIM, B*H). */
 __kernel void token_mean(__global const STORAGE *x, long sb, long sh, long st, int heads, int len,
                          __global uchar *ws, long mean_at)
 {
@@ -26,17 +28,23 @@ __kernel void token_mean(__global const STORAGE *x, long sb, long sh, long st, i
     const int b = bh / heads, h = bh - b * heads;
     const long base = b * sb + h * sh + c;
     float total = 0.0f;
+    int count = 0;
     for (int t0 = 0; t0 < len; t0 += 64) {
         float part = 0.0f;
-        for (int t = t0; t < min(t0 + 64, len); ++t)
-            part += load_elem(x, base + t * st);
+        for (int t = t0; t < min(t0 + 64, len); ++t) {
+            const float v = load_elem(x, base + t * st);
+            part += isfinite(v) ? v : 0.0f;
+            count += isfinite(v) ? 1 : 0;
+        }
         total += part;
     }
-    ws_f32(ws, mean_at)[(long)bh * HEAD_DIM + c] = total / (float)len;
+    ws_f32(ws, mean_at)[(long)bh * HEAD_DIM + c] = count > 0 ? total / (float)count : 0.0f;
 }
 
 /* Smooths one token into xs (x - mean) and sets the scale of each channel group, max|x'| / 7, and
-   its inverse (0 for an all-zero group). */
+   its inverse (0 for an all-zero group). A group holding a value that is not finite (in the input,
+   or after smoothing overflowed) gets scale NaN and inverse 0: every estimate with this token is
+   then NaN, and estimate_mask keeps such a block. */
 static inline void smooth_row(__global const STORAGE *x, long at, __global const float *mean, float *xs,
                               float *scale, float *inv_scale)
 {
@@ -44,21 +52,25 @@ static inline void smooth_row(__global const STORAGE *x, long at, __global const
         scale[g] = 0.0f;
     for (int c = 0; c < HEAD_DIM; ++c) {
         xs[c] = load_elem(x, at + c) - mean[c];
-        scale[c / QUANT_GROUP] = fmax(scale[c / QUANT_GROUP], fabs(xs[c]));
+        scale[c / QUANT_GROUP] = fmax(scale[c / QUANT_GROUP], isfinite(xs[c]) ? fabs(xs[c]) : INFINITY);
     }
     for (int g = 0; g < NUM_GROUPS; ++g) {
-        scale[g] /= 7.0f;
+        scale[g] = isinf(scale[g]) ? NAN : scale[g] / 7.0f;
         inv_scale[g] = scale[g] > 0.0f ? 1.0f / scale[g] : 0.0f;
     }
 }
 
-/* The code byte of channels (2p, 2p+1), which share a group: round to nearest even, clamp to [-7, 7]. */
+/* One int4 code: round to nearest even, clamp to [-7, 7]; 0 for the NaN of a non-finite value
+   times its group's zero inverse scale. */
+static inline int code_of(float x) { return isnan(x) ? 0 : (int)clamp(rint(x), -7.0f, 7.0f); }
+
+/* The code byte of channels (2p, 2p+1), which share a group. */
 static inline uchar code_pair(const float *xs, int p, const float *inv_scale)
 {
     const int c = 2 * p;
     const float inv = inv_scale[c / QUANT_GROUP];
-    const int lo = (int)clamp(rint(xs[c] * inv), -7.0f, 7.0f);
-    const int hi = c + 1 < HEAD_DIM ? (int)clamp(rint(xs[c + 1] * inv), -7.0f, 7.0f) : 0;
+    const int lo = code_of(xs[c] * inv);
+    const int hi = c + 1 < HEAD_DIM ? code_of(xs[c + 1] * inv) : 0;
     return (uchar)((lo & 0xF) | ((hi & 0xF) << 4));
 }
 

@@ -55,7 +55,7 @@ void harness_read_o(harness_buffers *b);
 double harness_dense_error(clsa_context *ctx, const clsa_shape *s, uint64_t stream);
 
 /* Tolerance of a dtype against a float64 reference computed on the same rounded inputs: f32 is
-   DESIGN §9's 1e-5; f16 and bf16 outputs are rounded to their storage on the way out, which
+   the project's 1e-5 bound; f16 and bf16 outputs are rounded to their storage on the way out, which
    costs up to one half-ulp (2^-11 and 2^-8 relative), so the bound is 1.25 half-ulps. */
 double harness_tolerance(clsa_dtype dtype);
 

@@ -318,6 +318,13 @@ static void test_estimate_matches_host(void **state)
     sp.tau_per_head = taus;
     sp.block_q = 128, sp.block_k = 16;
     check_estimate(ctx, clsa_shape_make(1, 4, 1, L, L, 128, CLSA_F32, 1), sp, 24);
+    /* Rows with no sink or local key take their highest estimate as the reference: every row
+       causally (sink 0, local 0), and the rows far from the diagonal when q_len > kv_len. */
+    sp.tau_per_head = NULL;
+    sp.sink_tokens = 0, sp.local_tokens = 0, sp.block_q = 64, sp.block_k = 32;
+    check_estimate(ctx, clsa_shape_make(1, 2, 1, L, L, 64, CLSA_F32, 1), sp, 25);
+    sp.local_tokens = 16, sp.block_q = 16, sp.block_k = 16;
+    check_estimate(ctx, clsa_shape_make(1, 2, 2, 2 * L, L / 2, 64, CLSA_F16, 0), sp, 26);
     clsa_context_release(ctx);
 }
 

@@ -301,9 +301,14 @@ typedef enum clsa_method {
  *   2. The estimate of a score is S~[i,j] = scale * (sum_g s_q(i,g) s_k(j,g) sum_{c in g}
  *      qcode[i,c] kcode[j,c] + mean_q . K'_j); the inner sums are integer arithmetic (int16,
  *      exact), the per-key correction is f32.
- *   3. For each row, m~ and l~ are the exact max and sum of exp over the row's sink keys (the
- *      first sink_tokens keys) and local keys (the local_tokens keys ending at the row's diagonal
- *      key i + Lk - Lq when causal; centred on it when not causal), in f32.
+ *   3. For each row, m~ and l~ are the exact max and sum of exp over the row's reference set:
+ *      its sink keys (the first sink_tokens keys) and local keys (the local_tokens keys ending at
+ *      the row's diagonal key i + Lk - Lq when causal; centred on it when not causal) that it
+ *      can see, in f32. When that set is empty for a row that sees a key (sink_tokens 0 and no
+ *      local key in range: local_tokens 0, or a row far from its diagonal when not causal and
+ *      Lq > Lk), the reference set is the row's one visible key with the highest estimate
+ *      S~max instead: the row keeps the blocks where S~ >= S~max + ln(min(tau_h, 1)), so always
+ *      the block of that key. Every row that sees a key keeps at least one block.
  *   4. A (query block, key block) pair is kept iff some element has S~ >= m~ + ln(tau_h * l~),
  *      where S~ also gets back the exact row term scale * q_i . mean_k that smoothing K removed
  *      (it shifts a whole row, so the softmax ignores it, but the exact m~ includes it).
@@ -317,8 +322,8 @@ typedef struct clsa_sparsity {
     float tau;
     /** NULL, or q_heads thresholds that replace tau per query head; copied at plan creation. */
     const float *tau_per_head;
-    int32_t sink_tokens;  /**< keys always kept at the start (default 32) */
-    int32_t local_tokens; /**< keys always kept around each query's diagonal (default 256) */
+    int32_t sink_tokens;  /**< keys always kept at the start (default 32; 0 allowed, see rule 3) */
+    int32_t local_tokens; /**< keys always kept around each query's diagonal (default 256; 0 allowed) */
     int32_t block_q;      /**< query rows per mask block, power of two 16..128 (default 64) */
     int32_t block_k;      /**< keys per mask block, power of two 16..128 (default 32) */
 } clsa_sparsity;
@@ -359,6 +364,41 @@ CLSA_API const clsa_shape *clsa_plan_shape(const clsa_plan *plan);
 /* ------------------------------------------------------------------------------------------ */
 /* Attention                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
+
+/*
+ * Non-finite values
+ * -----------------
+ *   clsa does not scan its inputs and reports no status for Inf or NaN: it passes them on to
+ *   exactly the output rows that see them, and keeps every other row finite and exact. A row
+ *   sees key j when j is causally visible to it and, for masked and SALE attention, in a key
+ *   block its mask keeps.
+ *   - A row that sees a non-finite value gives a non-finite output row: NaN in every channel
+ *     when the value is in its Q row or in the K row of a key it sees (the score is not finite,
+ *     whatever its sign), and a non-finite value at least in the channel that holds it when it
+ *     is in the V row of a key it sees. Never a silent row of zeros.
+ *   - A key a row does not see contributes nothing to it, whatever K and V hold there: the row
+ *     stays finite and exact.
+ *   - A row that sees no key gives zeros (see Tensors), even when its own Q row is not finite.
+ *   - Scores that overflow f32 (for instance Q and K values near 1e38, or a large scale) follow
+ *     IEEE arithmetic and may give the row NaN: a score that overflows to +inf always does, and
+ *     so does a query value that overflows when scaled; one that overflows to -inf gets weight 0
+ *     (NaN when the row has no other key). The float64 reference does not overflow there.
+ *   SALE (CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT) decides its mask so that non-finite Q and
+ *   K values reach the same rows as in dense attention:
+ *   - The per-head token means used for smoothing leave out non-finite values (each channel's
+ *     mean is over its finite values; 0 when there are none), so one bad token does not change
+ *     the other tokens' codes and estimates.
+ *   - A channel group of a token that holds a non-finite value (also after smoothing, if
+ *     x - mean overflows) gets a NaN scale and zero codes, so every estimate with that token is
+ *     NaN. A non-finite estimate passes the threshold: a non-finite key's block is kept for every
+ *     query block with a row that can causally see it, and a non-finite query's block keeps every
+ *     key block it can see (its other rows then get exact attention there).
+ *   - A row whose sink or local keys give a non-finite score keeps every block it can see.
+ *   - V does not take part in the mask: a non-finite V value reaches the rows whose mask keeps
+ *     its key's block, as with a mask given to clsa_attention_masked.
+ *   Non-finite values thus cost SALE sparsity (more kept blocks), never correctness of the
+ *   other rows, and never a silent zero.
+ */
 
 /**
  * Enqueues attention O = softmax(scale * Q K^T [masked]) V on `queue`.
@@ -436,7 +476,9 @@ typedef struct clsa_quant_layout {
     size_t k_codes, k_scales; /**< bytes [B*Hkv][head_dim_even/2][kv_len_padded], f32 [B*Hkv][groups][kv_len_padded] */
     size_t k_correction;     /**< f32 [B*Hq][kv_len_padded]: mean_q . K'_j of each query head */
     /** f32 [B*Hq][q_len]: m~ + log2(tau l~) in log2 units (scale*log2e*score); for SALE minus the
-        row's exact q_i . mean_k term, which the smoothed-key estimate leaves out */
+        row's exact q_i . mean_k term, which the smoothed-key estimate leaves out. +inf for a row
+        with no sink or local key (clsa_estimate_mask then uses its highest estimate), NaN when
+        one of their scores is not finite */
     size_t row_threshold;
 } clsa_quant_layout;
 
