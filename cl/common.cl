@@ -55,3 +55,30 @@ static inline float hmax16(float16 x)
     const float c = fmax(fmax(x.s8, x.s9), fmax(x.sa, x.sb)), d = fmax(fmax(x.sc, x.sd), fmax(x.se, x.sf));
     return fmax(fmax(a, b), fmax(c, d));
 }
+
+/* ---- The int4 layout that quantize.cl writes and estimate.cl reads (byte offsets of each array
+   in the workspace come as kernel arguments; clsa_quant_layout documents them for the host) ----
+ *   q codes  [B*Hq][q_len][CODE_BYTES]           row-major: one query's channels together
+ *   q scales [B*Hq][q_len][NUM_GROUPS]
+ *   k codes  [B*Hkv][CODE_BYTES][kv_len_padded]  transposed: a channel pair of 16 keys is one uchar16
+ *   k scales [B*Hkv][NUM_GROUPS][kv_len_padded]  transposed likewise
+ *   k corrections [B*Hq][kv_len_padded]          mean_q . K'_j per query head
+ *   byte = (code[2p] & 0xF) | (code[2p+1] << 4); codes are int4 two's complement in [-7, 7].
+ * QUANT_GROUP channels share one scale; it is even, so both channels of a byte share it. */
+#define CODE_BYTES ((HEAD_DIM + 1) / 2)
+#define NUM_GROUPS ((HEAD_DIM + QUANT_GROUP - 1) / QUANT_GROUP)
+
+static inline __global float *ws_f32(__global uchar *ws, long at) { return (__global float *)(ws + at); }
+
+/* Where one query row's codes and scales start (bh = batch * Hq + query head). */
+static inline long q_codes_at_row(long bh, int q_len, int row) { return (bh * q_len + row) * CODE_BYTES; }
+static inline long q_scales_at_row(long bh, int q_len, int row) { return (bh * q_len + row) * NUM_GROUPS; }
+/* Where one kv head's transposed codes and scales start (bhk = batch * Hkv + kv head); byte p
+   (scale group g) of key j is then at + p (g) * kv_len_padded + j. */
+static inline long k_codes_at_head(long bhk, int kv_len_padded) { return bhk * CODE_BYTES * kv_len_padded; }
+static inline long k_scales_at_head(long bhk, int kv_len_padded) { return bhk * NUM_GROUPS * kv_len_padded; }
+
+/* The two codes of a byte, sign-extended (the low nibble is channel 2p). */
+static inline char code_low(char byte) { return (char)(byte << 4) >> 4; }
+static inline char code_high(char byte) { return byte >> 4; }
+static inline uchar code_byte(int low, int high) { return (uchar)((low & 0xF) | ((high & 0xF) << 4)); }

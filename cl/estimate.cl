@@ -5,11 +5,7 @@
  *
  * Defines: HEAD_DIM, CLSA_DTYPE, BLOCK_Q, BLOCK_K, EXACT (1: exact f32 scores, the oracle).
  */
-#define CODE_BYTES ((HEAD_DIM + 1) / 2)
-#define NUM_GROUPS ((HEAD_DIM + QUANT_GROUP - 1) / QUANT_GROUP)
 #define EST_ROWS 16 /* query rows of one register tile; BLOCK_Q is a multiple */
-
-static inline __global float *ws_f32(__global uchar *ws, long at) { return (__global float *)(ws + at); }
 
 /* The local keys of a row end at its diagonal key d = i + kv_len - q_len when causal, and are
    centred on it otherwise: [d - local/2, d + local - local/2 - 1]. */
@@ -170,19 +166,19 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
 #else
     char qc[BLOCK_Q][CODE_BYTES * 2];
     float qscale[BLOCK_Q][NUM_GROUPS];
-    __global const uchar *qcodes = ws + q_codes_at + (long)bh * q_len * CODE_BYTES;
+    __global const uchar *qcodes = ws + q_codes_at;
     for (int r = 0; r < BLOCK_Q; ++r) {
         const int row = row_first + r;
         for (int gr = 0; gr < NUM_GROUPS; ++gr)
-            qscale[r][gr] = row < q_len ? ws_f32(ws, q_scales_at)[((long)bh * q_len + row) * NUM_GROUPS + gr] : 0.0f;
+            qscale[r][gr] = row < q_len ? ws_f32(ws, q_scales_at)[q_scales_at_row(bh, q_len, row) + gr] : 0.0f;
         for (int p = 0; p < CODE_BYTES; ++p) {
-            const char byte = row < q_len ? as_char(qcodes[(long)row * CODE_BYTES + p]) : 0;
-            qc[r][2 * p] = (char)(byte << 4) >> 4; /* sign-extend the low nibble */
-            qc[r][2 * p + 1] = byte >> 4;
+            const char byte = row < q_len ? as_char(qcodes[q_codes_at_row(bh, q_len, row) + p]) : 0;
+            qc[r][2 * p] = code_low(byte);
+            qc[r][2 * p + 1] = code_high(byte);
         }
     }
-    __global const uchar *kcodes = ws + k_codes_at + bhk * CODE_BYTES * kv_len_padded;
-    __global const float *kscale = ws_f32(ws, k_scales_at) + bhk * NUM_GROUPS * kv_len_padded;
+    __global const uchar *kcodes = ws + k_codes_at + k_codes_at_head(bhk, kv_len_padded);
+    __global const float *kscale = ws_f32(ws, k_scales_at) + k_scales_at_head(bhk, kv_len_padded);
     __global const float *corr = ws_f32(ws, corr_at) + (long)bh * kv_len_padded;
 #endif
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);

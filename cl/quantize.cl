@@ -2,18 +2,10 @@
  * Quantization stage of SALE: per-head token means, smoothing, symmetric int4 codes with one
  * scale per token and 16-channel group, and the per-key corrections mean_q . K'_j.
  *
- * Layout (byte offsets into the workspace come as arguments):
- *   q codes  [B*Hq][q_len][CODE_BYTES]              row-major: one query's channels together
- *   q scales [B*Hq][q_len][NUM_GROUPS]
- *   k codes  [B*Hkv][CODE_BYTES][kv_len_padded]     transposed: a channel pair of 16 keys is one uchar16
- *   k scales [B*Hkv][NUM_GROUPS][kv_len_padded]     transposed likewise
- *   byte = (code[2p] & 0xF) | (code[2p+1] << 4); codes are int4 two's complement in [-7, 7].
- * Channels past HEAD_DIM (an odd head_dim's last nibble) and keys past kv_len are zero.
+ * The int4 layout is common.cl's (CODE_BYTES, NUM_GROUPS and the offset helpers), which
+ * estimate.cl reads with the same definitions. Channels past HEAD_DIM (an odd head_dim's last
+ * nibble) and keys past kv_len are zero.
  */
-#define CODE_BYTES ((HEAD_DIM + 1) / 2)
-#define NUM_GROUPS ((HEAD_DIM + QUANT_GROUP - 1) / QUANT_GROUP)
-
-static inline __global float *ws_f32(__global uchar *ws, long at) { return (__global float *)(ws + at); }
 
 /* Mean over the `len` tokens of channel c of one head, leaving out non-finite values (0 when none
    is finite), so that one Inf or NaN token does not reach every other token's codes (clsa.h,
@@ -71,7 +63,7 @@ static inline uchar code_pair(const float *xs, int p, const float *inv_scale)
     const float inv = inv_scale[c / QUANT_GROUP];
     const int lo = code_of(xs[c] * inv);
     const int hi = c + 1 < HEAD_DIM ? code_of(xs[c + 1] * inv) : 0;
-    return (uchar)((lo & 0xF) | ((hi & 0xF) << 4));
+    return code_byte(lo, hi);
 }
 
 /* Global size: (q_len, B*Hq). */
@@ -84,11 +76,11 @@ __kernel void quantize_q(__global const STORAGE *q, long sb, long sh, long st, i
     const int b = bh / q_heads, h = bh - b * q_heads;
     float xs[HEAD_DIM], scale[NUM_GROUPS], inv[NUM_GROUPS];
     smooth_row(q, b * sb + h * sh + (long)i * st, ws_f32(ws, mean_at) + (long)bh * HEAD_DIM, xs, scale, inv);
-    __global uchar *codes = ws + codes_at + ((long)bh * q_len + i) * CODE_BYTES;
+    __global uchar *codes = ws + codes_at + q_codes_at_row(bh, q_len, i);
     for (int p = 0; p < CODE_BYTES; ++p)
         codes[p] = code_pair(xs, p, inv);
     for (int g = 0; g < NUM_GROUPS; ++g)
-        ws_f32(ws, scales_at)[((long)bh * q_len + i) * NUM_GROUPS + g] = scale[g];
+        ws_f32(ws, scales_at)[q_scales_at_row(bh, q_len, i) + g] = scale[g];
 }
 
 /* Global size: (kv_len_padded, B*Hkv). Also writes the correction of each query head of the group. */
@@ -100,9 +92,9 @@ __kernel void quantize_k(__global const STORAGE *k, long sb, long sh, long st, i
     if (j >= kv_len_padded)
         return;
     const int b = bh / kv_heads, h = bh - b * kv_heads;
-    __global uchar *codes = ws + codes_at + (long)bh * CODE_BYTES * kv_len_padded + j;
+    __global uchar *codes = ws + codes_at + k_codes_at_head(bh, kv_len_padded) + j;
     __global float *corr = ws_f32(ws, corr_at) + ((long)b * kv_heads * group + (long)h * group) * kv_len_padded + j;
-    __global float *scales = ws_f32(ws, scales_at) + (long)bh * NUM_GROUPS * kv_len_padded + j;
+    __global float *scales = ws_f32(ws, scales_at) + k_scales_at_head(bh, kv_len_padded) + j;
     if (j >= kv_len) {
         for (int p = 0; p < CODE_BYTES; ++p)
             codes[(long)p * kv_len_padded] = 0;
