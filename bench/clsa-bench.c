@@ -4,7 +4,7 @@
  *   clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]
  *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]
  *              [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]
- *              [--data random|llm|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
+ *              [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
  *              [--device SEL] [--style cpu|gpu] [--sgemm N]
  *
  * Methods: dense (exact), sale (int4 estimate + Relative Attention Score), oracle (the SALE rule
@@ -49,7 +49,7 @@ static void usage(void)
             "usage: clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]\n"
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]\n"
             "                  [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]\n"
-            "                  [--data random|llm|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
+            "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
             "                  [--device SEL] [--style cpu|gpu] [--sgemm N]\n");
     exit(2);
 }
@@ -351,7 +351,7 @@ int main(int argc, char **argv)
             return 1;
         }
         o->batch = dq[0], o->heads = dq[1], o->seq = dq[2], o->head_dim = dq[3], o->kv_heads = dk[1], o->kv_seq = dk[2];
-    } else if (strcmp(o->data, "random") && strcmp(o->data, "llm")) {
+    } else if (strcmp(o->data, "random") && strcmp(o->data, "llm") && strcmp(o->data, "sparse")) {
         usage();
     }
     b.shape = clsa_shape_make(o->batch, o->heads, o->kv_heads, o->seq, o->kv_seq, o->head_dim, o->dtype, o->causal);
@@ -359,8 +359,9 @@ int main(int argc, char **argv)
     const size_t es = clsa_dtype_size(o->dtype);
     if (!b.hq) {
         b.hq = xmalloc((size_t)nq * es), b.hk = xmalloc((size_t)nkv * es), b.hv = xmalloc((size_t)nkv * es);
-        if (!strcmp(o->data, "llm")) {
-            llm_data_generate(&b.shape, 1, b.hq, b.hk, b.hv);
+        if (!strcmp(o->data, "llm") || !strcmp(o->data, "sparse")) {
+            llm_data_generate_preset(&b.shape, 1, strcmp(o->data, "llm") ? LLM_PRESET_SPARSE : LLM_PRESET_LLM, b.hq, b.hk,
+                                     b.hv);
         } else {
             random_fill(b.hq, o->dtype, nq, 1);
             random_fill(b.hk, o->dtype, nkv, 2);

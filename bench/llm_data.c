@@ -5,19 +5,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- fixed parameters (see bench/README.md) ---- */
-enum { SINK_TOKENS = 4, HEAVY_HITTERS = 8, NEEDLES = 4 };
+/* ---- the presets' parameters (see bench/README.md) ---- */
+enum { SINK_TOKENS = 4, NEEDLES = 4 };
 static const double ROPE_BASE = 500000.0; /* Llama-3.1's rope_theta */
-/* Key-side gains (every kv head carries every feature). */
-static const double KEY_LOCAL = 8.0, KEY_SINK = 12.0, KEY_HEAVY = 6.0, KEY_NEEDLE = 8.0, KEY_NOISE = 1.0;
-/* Query-side gains per head role: streaming, retrieval, heavy-hitter, diffuse. */
-static const struct role {
+
+/* Query-side gains of one head role. */
+typedef struct role {
     double local, sink, heavy, needle, noise;
-} ROLES[4] = {
-    {6.0, 9.0, 2.0, 0.0, 1.0}, /* streaming: sink + local (StreamingLLM, DuoAttention streaming heads) */
-    {3.0, 6.0, 2.0, 9.0, 1.0}, /* retrieval: looks far back at needles (DuoAttention retrieval heads) */
-    {4.0, 7.0, 6.0, 0.0, 1.0}, /* heavy hitters: vertical stripes (MInference vertical-slash) */
-    {3.0, 4.0, 1.5, 0.0, 1.5}, /* diffuse: weak structure, more noise */
+} role;
+
+typedef struct preset {
+    /* Key-side gains (every kv head carries every feature). */
+    double key_local, key_sink, key_heavy, key_needle, key_noise;
+    int heavy_hitters; /* keys per sequence */
+    role roles[4]; /* streaming, retrieval, heavy-hitter, diffuse */
+} preset;
+
+static const preset PRESETS[] = {
+    [LLM_PRESET_LLM] = {8.0, 12.0, 6.0, 8.0, 1.0, 8, {
+        {6.0, 9.0, 2.0, 0.0, 1.0}, /* streaming: sink + local (StreamingLLM, DuoAttention streaming heads) */
+        {3.0, 6.0, 2.0, 9.0, 1.0}, /* retrieval: looks far back at needles (DuoAttention retrieval heads) */
+        {4.0, 7.0, 6.0, 0.0, 1.0}, /* heavy hitters: vertical stripes (MInference vertical-slash) */
+        {3.0, 4.0, 1.5, 0.0, 1.5}, /* diffuse: weak structure, more noise */
+    }},
+    /* Prefill-sparse: the same structure, but with key noise 0.35 and query gains about twice as
+       large, so that blocks holding no structure fall below SALE's threshold while sink, local,
+       heavy-hitter and needle keys pass; and 235 heavy hitters, the density knob (bench/README.md). */
+    [LLM_PRESET_SPARSE] = {8.0, 12.0, 6.0, 8.0, 0.35, SPARSE_HEAVY_HITTERS, {
+        {17.0, 15.0, 21.7, 0.0, 1.0},
+        {17.0, 15.0, 21.7, 17.0, 1.0},
+        {17.0, 15.0, 21.7, 0.0, 1.0},
+        {12.0, 15.0, 18.0, 0.0, 1.5},
+    }},
 };
 
 typedef struct rng {
@@ -61,6 +80,12 @@ static void rope(double *x, int64_t d, double pos)
 
 void llm_data_generate(const clsa_shape *shape, uint64_t seed, void *q, void *k, void *v)
 {
+    llm_data_generate_preset(shape, seed, LLM_PRESET_LLM, q, k, v);
+}
+
+void llm_data_generate_preset(const clsa_shape *shape, uint64_t seed, llm_preset which, void *q, void *k, void *v)
+{
+    const preset *P = &PRESETS[which];
     const int64_t B = shape->batch, Hq = shape->q_heads, Hkv = shape->kv_heads, Lq = shape->q_len,
                   Lk = shape->kv_len, D = shape->head_dim, G = Hq / Hkv;
     const ref_strides qs = ref_resolve(shape->q_strides, Hq, Lq, D), ks = ref_resolve(shape->k_strides, Hkv, Lk, D);
@@ -73,7 +98,10 @@ void llm_data_generate(const clsa_shape *shape, uint64_t seed, void *q, void *k,
     double *a_loc = malloc(sizeof(double) * (size_t)D), *u_sink = malloc(sizeof(double) * (size_t)D);
     double *u_heavy = malloc(sizeof(double) * (size_t)D), *needle = malloc(sizeof(double) * (size_t)(NEEDLES * D));
     double *x = malloc(sizeof(double) * (size_t)D);
-    int64_t heavy_pos[HEAVY_HITTERS], needle_pos[NEEDLES];
+    const int heavy_count = P->heavy_hitters;
+    int64_t needle_pos[NEEDLES];
+    /* How many heavy hitters sit at each key (two may draw the same position, and then add up). */
+    uint16_t *heavy_at = malloc(sizeof(uint16_t) * (size_t)Lk);
     for (int64_t b = 0; b < B; ++b)
         for (int64_t hk = 0; hk < Hkv; ++hk) {
             rng r = {seed * 0x100000001B3ull + (uint64_t)(b * Hkv + hk) * 7919u + 1};
@@ -82,24 +110,24 @@ void llm_data_generate(const clsa_shape *shape, uint64_t seed, void *q, void *k,
             band_vector(&r, D, slow_start, pairs, u_heavy);
             for (int n = 0; n < NEEDLES; ++n)
                 band_vector(&r, D, slow_start, pairs, needle + n * D);
-            for (int n = 0; n < HEAVY_HITTERS; ++n)
-                heavy_pos[n] = (int64_t)(uniform(&r) * (double)Lk);
+            memset(heavy_at, 0, sizeof(uint16_t) * (size_t)Lk);
+            for (int n = 0; n < heavy_count; ++n)
+                ++heavy_at[(int64_t)(uniform(&r) * (double)Lk)];
             for (int n = 0; n < NEEDLES; ++n) /* needles sit in the first 80% of the keys */
                 needle_pos[n] = (int64_t)(uniform(&r) * 0.8 * (double)Lk);
             for (int64_t j = 0; j < Lk; ++j) {
                 for (int64_t c = 0; c < D; ++c)
-                    x[c] = KEY_LOCAL * a_loc[c] + KEY_NOISE * normal(&r);
+                    x[c] = P->key_local * a_loc[c] + P->key_noise * normal(&r);
                 if (j < SINK_TOKENS)
                     for (int64_t c = 0; c < D; ++c)
-                        x[c] += KEY_SINK * u_sink[c];
-                for (int n = 0; n < HEAVY_HITTERS; ++n)
-                    if (heavy_pos[n] == j)
-                        for (int64_t c = 0; c < D; ++c)
-                            x[c] += KEY_HEAVY * u_heavy[c];
+                        x[c] += P->key_sink * u_sink[c];
+                for (int n = 0; n < heavy_at[j]; ++n)
+                    for (int64_t c = 0; c < D; ++c)
+                        x[c] += P->key_heavy * u_heavy[c];
                 for (int n = 0; n < NEEDLES; ++n)
                     if (needle_pos[n] == j)
                         for (int64_t c = 0; c < D; ++c)
-                            x[c] += KEY_NEEDLE * needle[n * D + c];
+                            x[c] += P->key_needle * needle[n * D + c];
                 rope(x, D, (double)j);
                 for (int64_t c = 0; c < D; ++c) {
                     ref_store(k, shape->dtype, b * ks.batch + hk * ks.head + j * ks.token + c, (float)x[c]);
@@ -108,7 +136,7 @@ void llm_data_generate(const clsa_shape *shape, uint64_t seed, void *q, void *k,
             }
             for (int64_t g = 0; g < G; ++g) {
                 const int64_t h = hk * G + g;
-                const struct role *role = &ROLES[h % 4];
+                const role *role = &P->roles[h % 4];
                 for (int64_t i = 0; i < Lq; ++i) {
                     const double pos = (double)(i + Lk - Lq);
                     for (int64_t c = 0; c < D; ++c)
@@ -132,5 +160,5 @@ void llm_data_generate(const clsa_shape *shape, uint64_t seed, void *q, void *k,
                 }
             }
         }
-    free(a_loc), free(u_sink), free(u_heavy), free(needle), free(x);
+    free(a_loc), free(u_sink), free(u_heavy), free(needle), free(x), free(heavy_at);
 }
