@@ -61,4 +61,8 @@ double harness_tolerance(clsa_dtype dtype);
 
 const char *harness_dtype_name(clsa_dtype dtype);
 
+/* A test once per kernel style; the test reads its style from *state. */
+#define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
+                cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
+
 #endif

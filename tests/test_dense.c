@@ -220,9 +220,6 @@ static void test_tuning_variants(void **state)
     unsetenv("CLSA_TUNE");
 }
 
-#define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
-                cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
-
 int main(void)
 {
     harness_init("dense");

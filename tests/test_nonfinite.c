@@ -510,9 +510,6 @@ static void test_every_row_that_sees_a_key_keeps_a_block(void **state)
     clsa_context_release(ctx);
 }
 
-#define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
-                cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
-
 int main(void)
 {
     harness_init("nonfinite");

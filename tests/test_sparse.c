@@ -770,9 +770,6 @@ static void test_bad_masks(void **state)
     clsa_context_release(ctx);
 }
 
-#define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
-                cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)
-
 int main(void)
 {
     harness_init("sparse");
