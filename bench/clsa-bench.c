@@ -5,10 +5,12 @@
  *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]
  *              [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]
  *              [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
- *              [--device SEL] [--style cpu|gpu] [--sgemm N]
+ *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors]
  *
  * Methods: dense (exact), sale (int4 estimate + Relative Attention Score), oracle (the SALE rule
  * on exact f32 scores: the rule's quality ceiling, as costly as dense).
+ * --anchors adds the unfused OpenCL attention assembled from CLBlast SGEMM + softmax + SGEMM on the
+ * same device and data (row "clblast"; bench/clblast_anchor.h), next to the OpenBLAS SGEMM rate.
  * Timing: `warmup` untimed calls, then `repeat` timed calls, each from enqueue to clFinish on the
  * host; medians. time_ms is the one-call pipeline; quant_ms, estimate_ms and attend_ms time the
  * stages called one by one (attend: clsa_attention_masked without the host mask check).
@@ -24,6 +26,7 @@
 #include "llm_data.h"
 #include "npy.h"
 #include "reference.h"
+#include "clblast_anchor.h"
 #include "sgemm_anchor.h"
 #include "timing.h"
 
@@ -37,7 +40,7 @@
 typedef struct options {
     int64_t seq, kv_seq, batch, heads, kv_heads, head_dim;
     clsa_dtype dtype;
-    int causal, repeat, warmup, check, sgemm;
+    int causal, repeat, warmup, check, sgemm, anchors;
     float tau;
     int sink, local, block_q, block_k;
     const char *methods, *json, *device, *style, *data;
@@ -50,7 +53,7 @@ static void usage(void)
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]\n"
             "                  [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
-            "                  [--device SEL] [--style cpu|gpu] [--sgemm N]\n");
+            "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors]\n");
     exit(2);
 }
 
@@ -67,7 +70,7 @@ static int64_t parse_int(const char *flag, const char *text)
 
 static options parse(int argc, char **argv)
 {
-    options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0.004f, 32, 256, 64, 32,
+    options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0, 0.004f, 32, 256, 64, 32,
                  "dense", NULL, NULL, NULL, "random"};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
@@ -95,6 +98,7 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--causal")) o.causal = 1;
         else if (!strcmp(a, "--no-causal")) o.causal = 0;
         else if (!strcmp(a, "--check")) o.check = 1;
+        else if (!strcmp(a, "--anchors")) o.anchors = 1;
         else if (!strcmp(a, "--dtype")) {
             const char *d = TAKE();
             if (!strcmp(d, "f32")) o.dtype = CLSA_F32;
@@ -428,6 +432,30 @@ int main(int argc, char **argv)
             results[i].recall = in ? (double)found / (double)in : 1.0;
         }
 
+    /* --anchors: the unfused CLBlast attention on the same device and data (bench/clblast_anchor.h). */
+    if (o->anchors && nres < 8) {
+        result *r = &results[nres];
+        memset(r, 0, sizeof *r);
+        snprintf(r->method, sizeof r->method, "clblast");
+        char why[256] = "";
+        if (clblast_attention_ms(b.ctx, b.queue, &b.shape, b.q, b.k, b.v, b.out, o->repeat, o->warmup, &r->time_ms, why,
+                                 sizeof why) == 0) {
+            r->gflops = ref_attention_flops(&b.shape) / (r->time_ms * 1e6);
+            r->density = 1.0, r->attend_ms = r->time_ms, r->recall = NAN, r->max_rel_err = NAN;
+            if (dense_out) { /* the anchor's output against clsa dense: it must be the same attention */
+                float *out = xmalloc(b.out_bytes);
+                clEnqueueReadBuffer(b.queue, b.out, CL_TRUE, 0, b.out_bytes, out, 0, NULL, NULL);
+                double diff = 0.0, ref = 0.0;
+                for (size_t i = 0; i < b.out_bytes / 4; ++i)
+                    diff += fabs((double)out[i] - dense_out[i]), ref += fabs((double)dense_out[i]);
+                r->rel_l1 = ref > 0 ? diff / ref : diff;
+                free(out);
+            }
+            ++nres;
+        } else {
+            printf("anchor clblast skipped: %s\n", why);
+        }
+    }
     const double sgemm = o->sgemm > 0 ? bench_sgemm_gflops(o->sgemm, 3) : -1.0;
     printf("\n%-7s %10s %9s %8s %9s %9s %9s %8s %8s %9s %8s %10s\n", "method", "median ms", "GFLOP/s", "density",
            "quant ms", "estim ms", "attend ms", "speedup", "rel_l1", "max_abs", "recall", "max_rel_err");
@@ -470,6 +498,8 @@ int main(int argc, char **argv)
             if (r->sparse)
                 fprintf(f, ", \"rel_l1_vs_dense\": %.6g, \"max_abs_vs_dense\": %.6g, \"recall_vs_oracle\": %.6f",
                         r->rel_l1, r->max_abs, r->recall);
+            else if (!strcmp(r->method, "clblast"))
+                fprintf(f, ", \"anchor\": true, \"rel_l1_vs_dense\": %.6g", r->rel_l1);
             if (!isnan(r->max_rel_err))
                 fprintf(f, ", \"max_rel_err_vs_ref\": %.6g", r->max_rel_err);
             if (sgemm > 0)
