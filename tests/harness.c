@@ -199,3 +199,35 @@ const char *harness_dtype_name(clsa_dtype dtype)
 {
     return dtype == CLSA_F32 ? "f32" : dtype == CLSA_F16 ? "f16" : dtype == CLSA_BF16 ? "bf16" : "?";
 }
+
+void *harness_read_buffer(cl_command_queue queue, cl_mem m, size_t offset, size_t bytes)
+{
+    void *out = malloc(bytes ? bytes : 1);
+    assert_non_null(out);
+    assert_int_equal(clEnqueueReadBuffer(queue, m, CL_TRUE, offset, bytes, out, 0, NULL, NULL), CL_SUCCESS);
+    return out;
+}
+
+cl_mem harness_new_buffer(clsa_context *ctx, size_t bytes, const void *init)
+{
+    cl_int err = CL_SUCCESS;
+    cl_mem m = clCreateBuffer(clsa_context_cl_context(ctx), CL_MEM_READ_WRITE | (init ? CL_MEM_COPY_HOST_PTR : 0),
+                              bytes, (void *)init, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    return m;
+}
+
+uint8_t *harness_workspace_bitmap(cl_command_queue queue, const clsa_plan *plan, cl_mem ws)
+{
+    clsa_mask_geometry g;
+    assert_int_equal(clsa_plan_mask_geometry(plan, &g), CLSA_SUCCESS);
+    clsa_block_mask m;
+    assert_int_equal(clsa_plan_workspace_mask(plan, ws, &m), CLSA_SUCCESS);
+    int32_t *counts = harness_read_buffer(queue, ws, m.counts_offset, g.counts_bytes);
+    int32_t *indices = harness_read_buffer(queue, ws, m.indices_offset, g.indices_bytes);
+    uint8_t *bitmap = malloc((size_t)(g.rows * g.num_k_blocks));
+    assert_non_null(bitmap);
+    assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
+    free(counts), free(indices);
+    return bitmap;
+}

@@ -61,6 +61,14 @@ double harness_tolerance(clsa_dtype dtype);
 
 const char *harness_dtype_name(clsa_dtype dtype);
 
+/* A host copy of `bytes` of a buffer from `offset` (blocking read); the caller frees it. */
+void *harness_read_buffer(cl_command_queue queue, cl_mem m, size_t offset, size_t bytes);
+/* A read-write buffer of `bytes`, filled from init when it is not NULL. */
+cl_mem harness_new_buffer(clsa_context *ctx, size_t bytes, const void *init);
+/* The block mask a sparse plan left in its workspace, as a bitmap [rows][num_k_blocks] (caller
+   frees); the queue must have finished the work that wrote it. */
+uint8_t *harness_workspace_bitmap(cl_command_queue queue, const clsa_plan *plan, cl_mem ws);
+
 /* A test once per kernel style; the test reads its style from *state. */
 #define BOTH(f) cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_CPU), \
                 cmocka_unit_test_prestate(f, (void *)(intptr_t)CLSA_STYLE_GPU)

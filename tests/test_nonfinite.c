@@ -267,22 +267,6 @@ static void test_nan_in_q_gives_a_nan_row_not_zeros(void **state)
 
 /* ---------------------------------------------------------------- SALE ------------------ */
 
-static void *read_buffer(cl_command_queue queue, cl_mem m, size_t offset, size_t bytes)
-{
-    void *out = malloc(bytes ? bytes : 1);
-    assert_non_null(out);
-    assert_int_equal(clEnqueueReadBuffer(queue, m, CL_TRUE, offset, bytes, out, 0, NULL, NULL), CL_SUCCESS);
-    return out;
-}
-
-static cl_mem new_buffer(clsa_context *ctx, size_t bytes)
-{
-    cl_int err = CL_SUCCESS;
-    cl_mem m = clCreateBuffer(clsa_context_cl_context(ctx), CL_MEM_READ_WRITE, bytes, NULL, &err);
-    assert_int_equal(err, CL_SUCCESS);
-    return m;
-}
-
 /* SALE settings with some blocks estimated rather than forced at these lengths. */
 static clsa_sparsity sale_settings(void)
 {
@@ -317,16 +301,16 @@ static void test_sale_means_leave_out_nonfinite_tokens(void **state)
         clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
         clsa_plan *plan = NULL;
         assert_int_equal(clsa_plan_create(ctx, &s, &sp, &plan), CLSA_SUCCESS);
-        cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan));
+        cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
         assert_int_equal(clsa_quantize(plan, hb.queue, hb.q, hb.k, ws, 0, NULL, NULL), CLSA_SUCCESS);
         assert_int_equal(clFinish(hb.queue), CL_SUCCESS);
         clsa_quant_layout ql;
         assert_int_equal(clsa_plan_quant_layout(plan, &ql), CLSA_SUCCESS);
         const int64_t NG = ql.groups, GC = ql.group_channels, Lkp = ql.kv_len_padded;
-        float *means[2] = {read_buffer(hb.queue, ws, ql.q_mean, (size_t)(s.q_heads * D) * 4),
-                           read_buffer(hb.queue, ws, ql.k_mean, (size_t)(s.kv_heads * D) * 4)};
-        float *qscales = read_buffer(hb.queue, ws, ql.q_scales, (size_t)(s.q_heads * L * NG) * 4);
-        float *kscales = read_buffer(hb.queue, ws, ql.k_scales, (size_t)(s.kv_heads * NG * Lkp) * 4);
+        float *means[2] = {harness_read_buffer(hb.queue, ws, ql.q_mean, (size_t)(s.q_heads * D) * 4),
+                           harness_read_buffer(hb.queue, ws, ql.k_mean, (size_t)(s.kv_heads * D) * 4)};
+        float *qscales = harness_read_buffer(hb.queue, ws, ql.q_scales, (size_t)(s.q_heads * L * NG) * 4);
+        float *kscales = harness_read_buffer(hb.queue, ws, ql.k_scales, (size_t)(s.kv_heads * NG * Lkp) * 4);
         double worst = 0.0;
         int64_t wrong_scales = 0;
         for (int side = 0; side < 2; ++side) {
@@ -373,21 +357,12 @@ static uint8_t *run_sale(clsa_context *ctx, const clsa_shape *s, const clsa_spar
     clsa_status st = clsa_plan_create(ctx, s, sp, &plan);
     if (st)
         fail_msg("plan: %s", clsa_context_last_error(ctx));
-    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan));
+    cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
     st = clsa_attention(plan, hb->queue, hb->q, hb->k, hb->v, hb->o, ws, 0, NULL, NULL);
     if (st)
         fail_msg("attention: %s", clsa_context_last_error(ctx));
     harness_read_o(hb);
-    clsa_mask_geometry g;
-    assert_int_equal(clsa_plan_mask_geometry(plan, &g), CLSA_SUCCESS);
-    clsa_block_mask m;
-    assert_int_equal(clsa_plan_workspace_mask(plan, ws, &m), CLSA_SUCCESS);
-    int32_t *counts = read_buffer(hb->queue, ws, m.counts_offset, g.counts_bytes);
-    int32_t *indices = read_buffer(hb->queue, ws, m.indices_offset, g.indices_bytes);
-    uint8_t *bitmap = malloc((size_t)(g.rows * g.num_k_blocks));
-    assert_non_null(bitmap);
-    assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
-    free(counts), free(indices);
+    uint8_t *bitmap = harness_workspace_bitmap(hb->queue, plan, ws);
     clReleaseMemObject(ws);
     *plan_out = plan;
     return bitmap;

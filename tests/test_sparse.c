@@ -13,23 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *read_buffer(cl_command_queue queue, cl_mem m, size_t offset, size_t bytes)
-{
-    void *out = malloc(bytes ? bytes : 1);
-    assert_non_null(out);
-    assert_int_equal(clEnqueueReadBuffer(queue, m, CL_TRUE, offset, bytes, out, 0, NULL, NULL), CL_SUCCESS);
-    return out;
-}
-
-static cl_mem new_buffer(clsa_context *ctx, size_t bytes, const void *init)
-{
-    cl_int err = CL_SUCCESS;
-    cl_mem m = clCreateBuffer(clsa_context_cl_context(ctx), CL_MEM_READ_WRITE | (init ? CL_MEM_COPY_HOST_PTR : 0),
-                              bytes, (void *)init, &err);
-    assert_int_equal(err, CL_SUCCESS);
-    return m;
-}
-
 static clsa_plan *make_plan(clsa_context *ctx, const clsa_shape *s, const clsa_sparsity *sp)
 {
     clsa_plan *plan = NULL;
@@ -64,21 +47,21 @@ static void check_quantization(clsa_context *ctx, clsa_shape s)
     harness_buffers b;
     harness_buffers_make(ctx, &s, &rng, &b);
     clsa_plan *plan = make_plan(ctx, &s, &sp);
-    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
     assert_int_equal(clsa_quantize(plan, b.queue, b.q, b.k, ws, 0, NULL, NULL), CLSA_SUCCESS);
     assert_int_equal(clFinish(b.queue), CL_SUCCESS);
     clsa_quant_layout L;
     assert_int_equal(clsa_plan_quant_layout(plan, &L), CLSA_SUCCESS);
     const int64_t D = s.head_dim, CB = L.head_dim_even / 2, Lkp = L.kv_len_padded, G = s.q_heads / s.kv_heads;
     const int64_t bq = s.batch * s.q_heads, bk = s.batch * s.kv_heads;
-    float *qmean = read_buffer(b.queue, ws, L.q_mean, (size_t)(bq * D) * 4);
-    float *kmean = read_buffer(b.queue, ws, L.k_mean, (size_t)(bk * D) * 4);
-    uint8_t *qcodes = read_buffer(b.queue, ws, L.q_codes, (size_t)(bq * s.q_len * CB));
+    float *qmean = harness_read_buffer(b.queue, ws, L.q_mean, (size_t)(bq * D) * 4);
+    float *kmean = harness_read_buffer(b.queue, ws, L.k_mean, (size_t)(bk * D) * 4);
+    uint8_t *qcodes = harness_read_buffer(b.queue, ws, L.q_codes, (size_t)(bq * s.q_len * CB));
     const int64_t NG = L.groups;
-    float *qscales = read_buffer(b.queue, ws, L.q_scales, (size_t)(bq * s.q_len * NG) * 4);
-    uint8_t *kcodes = read_buffer(b.queue, ws, L.k_codes, (size_t)(bk * CB * Lkp));
-    float *kscales = read_buffer(b.queue, ws, L.k_scales, (size_t)(bk * NG * Lkp) * 4);
-    float *corr = read_buffer(b.queue, ws, L.k_correction, (size_t)(bq * Lkp) * 4);
+    float *qscales = harness_read_buffer(b.queue, ws, L.q_scales, (size_t)(bq * s.q_len * NG) * 4);
+    uint8_t *kcodes = harness_read_buffer(b.queue, ws, L.k_codes, (size_t)(bk * CB * Lkp));
+    float *kscales = harness_read_buffer(b.queue, ws, L.k_scales, (size_t)(bk * NG * Lkp) * 4);
+    float *corr = harness_read_buffer(b.queue, ws, L.k_correction, (size_t)(bq * Lkp) * 4);
     const int64_t GC = L.group_channels;
     assert_int_equal(NG, (D + GC - 1) / GC);
     const ref_strides qs = ref_resolve(s.q_strides, s.q_heads, s.q_len, D), ks = ref_resolve(s.k_strides, s.kv_heads, s.kv_len, D);
@@ -189,13 +172,13 @@ static void device_codes(cl_command_queue queue, cl_mem ws, const clsa_plan *pla
     assert_true(ref_int4_alloc(s, hq, L.group_channels, out));
     const int64_t bq = s->batch * s->q_heads, bk = s->batch * s->kv_heads, CB = L.head_dim_even / 2;
     const int64_t D = s->head_dim, G = L.groups, Lkp = L.kv_len_padded, Lq = s->q_len, Lk = s->kv_len;
-    uint8_t *qcodes = read_buffer(queue, ws, L.q_codes, (size_t)(bq * Lq * CB));
-    uint8_t *kcodes = read_buffer(queue, ws, L.k_codes, (size_t)(bk * CB * Lkp));
-    float *kscales = read_buffer(queue, ws, L.k_scales, (size_t)(bk * G * Lkp) * 4);
-    float *corr = read_buffer(queue, ws, L.k_correction, (size_t)(bq * Lkp) * 4);
+    uint8_t *qcodes = harness_read_buffer(queue, ws, L.q_codes, (size_t)(bq * Lq * CB));
+    uint8_t *kcodes = harness_read_buffer(queue, ws, L.k_codes, (size_t)(bk * CB * Lkp));
+    float *kscales = harness_read_buffer(queue, ws, L.k_scales, (size_t)(bk * G * Lkp) * 4);
+    float *corr = harness_read_buffer(queue, ws, L.k_correction, (size_t)(bq * Lkp) * 4);
     free(out->q_scales), free(out->k_mean); /* these two have the device's layout already */
-    out->q_scales = read_buffer(queue, ws, L.q_scales, (size_t)(bq * Lq * G) * 4);
-    out->k_mean = read_buffer(queue, ws, L.k_mean, (size_t)(bk * D) * 4);
+    out->q_scales = harness_read_buffer(queue, ws, L.q_scales, (size_t)(bq * Lq * G) * 4);
+    out->k_mean = harness_read_buffer(queue, ws, L.k_mean, (size_t)(bk * D) * 4);
     for (int64_t r = 0; r < bq * Lq; ++r) /* q codes: [bq][Lq][byte], row-major */
         for (int64_t c = 0; c < D; ++c)
             out->q_codes[r * D + c] = (int8_t)nibble(qcodes[r * CB + c / 2], (int)(c & 1));
@@ -217,22 +200,14 @@ static uint8_t *device_mask(clsa_context *ctx, const clsa_shape *s, const clsa_s
                             ref_int4 *codes_out, cl_mem *ws_out, clsa_plan **plan_out)
 {
     clsa_plan *plan = make_plan(ctx, s, sp);
-    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
     if (sp->method == CLSA_METHOD_SALE)
         assert_int_equal(clsa_quantize(plan, b->queue, b->q, b->k, ws, 0, NULL, NULL), CLSA_SUCCESS);
     clsa_status st = clsa_estimate_mask(plan, b->queue, b->q, b->k, ws, NULL, 0, NULL, NULL);
     if (st)
         fail_msg("estimate: %s", clsa_context_last_error(ctx));
     assert_int_equal(clFinish(b->queue), CL_SUCCESS);
-    clsa_mask_geometry g;
-    assert_int_equal(clsa_plan_mask_geometry(plan, &g), CLSA_SUCCESS);
-    clsa_block_mask m;
-    assert_int_equal(clsa_plan_workspace_mask(plan, ws, &m), CLSA_SUCCESS);
-    int32_t *counts = read_buffer(b->queue, ws, m.counts_offset, g.counts_bytes);
-    int32_t *indices = read_buffer(b->queue, ws, m.indices_offset, g.indices_bytes);
-    uint8_t *bitmap = malloc((size_t)(g.rows * g.num_k_blocks));
-    assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
-    free(counts), free(indices);
+    uint8_t *bitmap = harness_workspace_bitmap(b->queue, plan, ws);
     if (codes_out)
         device_codes(b->queue, ws, plan, b->hq, codes_out);
     if (ws_out)
@@ -392,7 +367,7 @@ static double masked_error(clsa_context *ctx, const clsa_shape *s, int block_q, 
     clsa_plan_mask_geometry(plan, &g);
     int32_t *counts = malloc(g.counts_bytes), *indices = malloc(g.indices_bytes);
     assert_int_equal(clsa_mask_from_bitmap(bitmap, g.rows, g.num_k_blocks, counts, indices), CLSA_SUCCESS);
-    clsa_block_mask m = {new_buffer(ctx, g.counts_bytes, counts), 0, new_buffer(ctx, g.indices_bytes, indices), 0};
+    clsa_block_mask m = {harness_new_buffer(ctx, g.counts_bytes, counts), 0, harness_new_buffer(ctx, g.indices_bytes, indices), 0};
     clsa_status st = clsa_attention_masked(plan, b.queue, b.q, b.k, b.v, b.o, NULL, &m, CLSA_MASK_CHECK, 0, NULL, NULL);
     if (st)
         fail_msg("masked: %s", clsa_context_last_error(ctx));
@@ -404,9 +379,9 @@ static double masked_error(clsa_context *ctx, const clsa_shape *s, int block_q, 
     const double err = ref_max_rel_error(ps, b.ho, want);
     if (rel_to_dense) {
         clsa_plan *dense = make_plan(ctx, s, NULL);
-        cl_mem od = new_buffer(ctx, b.o_bytes, NULL);
+        cl_mem od = harness_new_buffer(ctx, b.o_bytes, NULL);
         assert_int_equal(clsa_attention(dense, b.queue, b.q, b.k, b.v, od, NULL, 0, NULL, NULL), CLSA_SUCCESS);
-        void *hd = read_buffer(b.queue, od, 0, b.o_bytes);
+        void *hd = harness_read_buffer(b.queue, od, 0, b.o_bytes);
         double max_diff = 0.0, max_ref = 0.0;
         const ref_strides os = ref_resolve(s->o_strides, s->q_heads, s->q_len, s->head_dim);
         for (int64_t bb = 0; bb < s->batch; ++bb)
@@ -509,7 +484,7 @@ static void test_pipeline(void **state)
     harness_buffers b;
     llm_buffers(ctx, &s, 41, &b);
     clsa_plan *plan = make_plan(ctx, &s, &sp);
-    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
     cl_event done = NULL;
     assert_int_equal(clsa_attention(plan, b.queue, b.q, b.k, b.v, b.o, ws, 0, NULL, &done), CLSA_SUCCESS);
     assert_int_equal(clWaitForEvents(1, &done), CL_SUCCESS);
@@ -522,8 +497,8 @@ static void test_pipeline(void **state)
     clsa_plan_mask_geometry(plan, &g);
     clsa_block_mask m;
     clsa_plan_workspace_mask(plan, ws, &m);
-    int32_t *counts = read_buffer(b.queue, ws, m.counts_offset, g.counts_bytes);
-    int32_t *indices = read_buffer(b.queue, ws, m.indices_offset, g.indices_bytes);
+    int32_t *counts = harness_read_buffer(b.queue, ws, m.counts_offset, g.counts_bytes);
+    int32_t *indices = harness_read_buffer(b.queue, ws, m.indices_offset, g.indices_bytes);
     uint8_t *bitmap = malloc((size_t)(g.rows * g.num_k_blocks));
     assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
     double density[4];
@@ -540,7 +515,7 @@ static void test_pipeline(void **state)
     assert_true(err <= 1e-5);
 
     /* The stages one by one, into a fresh workspace and output. */
-    cl_mem ws2 = new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    cl_mem ws2 = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
     cl_event e1 = NULL, e2 = NULL;
     memset(b.ho, 0xFF, b.o_bytes);
     assert_int_equal(clEnqueueWriteBuffer(b.queue, b.o, CL_TRUE, 0, b.o_bytes, b.ho, 0, NULL, NULL), CL_SUCCESS);
@@ -612,7 +587,7 @@ static void expect_mask_error(clsa_context *ctx, clsa_plan *plan, harness_buffer
     printf("# %s\n", clsa_context_last_error(ctx));
     assert_int_equal(st, want);
     assert_int_equal(clFinish(b->queue), CL_SUCCESS);
-    uint8_t *now = read_buffer(b->queue, b->o, 0, b->o_bytes);
+    uint8_t *now = harness_read_buffer(b->queue, b->o, 0, b->o_bytes);
     for (size_t i = 0; i < b->o_bytes; ++i)
         if (now[i] != 0xFF)
             fail_msg("a failing masked call wrote output byte %zu", i);
@@ -638,7 +613,7 @@ static void test_mask_offsets_that_wrap(clsa_context *ctx, clsa_plan *plan, harn
     clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
     sp.block_q = 32, sp.block_k = 16;
     clsa_plan *sale = make_plan(ctx, clsa_plan_shape(plan), &sp);
-    cl_mem ws = new_buffer(ctx, clsa_plan_workspace_size(sale), NULL);
+    cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(sale), NULL);
     int32_t before[4], after[4];
     assert_int_equal(clEnqueueReadBuffer(b->queue, m->counts, CL_TRUE, 0, sizeof before, before, 0, NULL, NULL), CL_SUCCESS);
     assert_int_equal(clsa_quantize(sale, b->queue, b->q, b->k, ws, 0, NULL, NULL), CLSA_SUCCESS);
@@ -688,7 +663,7 @@ static void test_bad_masks(void **state)
     assert_int_equal(g.rows, 4);
     assert_int_equal(g.num_k_blocks, 4);
     int32_t counts[4] = {1, 2, 1, 4}, indices[16] = {0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 0, 0, 0, 1, 2, 3};
-    clsa_block_mask m = {new_buffer(ctx, sizeof counts, counts), 0, new_buffer(ctx, sizeof indices, indices), 0};
+    clsa_block_mask m = {harness_new_buffer(ctx, sizeof counts, counts), 0, harness_new_buffer(ctx, sizeof indices, indices), 0};
 
     indices[12 + 3] = 4; /* out of range */
     clEnqueueWriteBuffer(b.queue, m.indices, CL_TRUE, 0, sizeof indices, indices, 0, NULL, NULL);
@@ -714,7 +689,7 @@ static void test_bad_masks(void **state)
     clEnqueueWriteBuffer(b.queue, m.counts, CL_TRUE, 0, sizeof counts, counts, 0, NULL, NULL);
 
     /* Buffers too small for the geometry, bad offsets, bad check mode, wrong plans. */
-    clsa_block_mask small = {new_buffer(ctx, sizeof counts - 4, counts), 0, m.indices, 0};
+    clsa_block_mask small = {harness_new_buffer(ctx, sizeof counts - 4, counts), 0, m.indices, 0};
     expect_mask_error(ctx, plan, &b, &small, CLSA_MASK_CHECK, CLSA_ERR_MASK_TOO_SMALL);
     clsa_block_mask small_idx = {m.counts, 0, m.indices, 8};
     expect_mask_error(ctx, plan, &b, &small_idx, CLSA_MASK_TRUST, CLSA_ERR_MASK_TOO_SMALL);
