@@ -16,7 +16,6 @@
 #include <string.h>
 
 typedef struct candidate {
-    cl_platform_id platform;
     cl_device_id device;
     cl_uint platform_index, device_index; /* device_index: within its platform */
     char platform_name[256], device_name[256];
@@ -84,7 +83,7 @@ static clsa_status list_candidates(candidate **out, cl_uint *count)
         for (cl_uint d = 0; d < n; ++d) {
             candidate *c = &all[total + d];
             memset(c, 0, sizeof *c);
-            c->platform = plats[p], c->device = ids[d], c->platform_index = p, c->device_index = d;
+            c->device = ids[d], c->platform_index = p, c->device_index = d;
             snprintf(c->platform_name, sizeof c->platform_name, "%s (%s)", pname, pvendor);
             clGetDeviceInfo(ids[d], CL_DEVICE_NAME, sizeof c->device_name, c->device_name, NULL);
         }
