@@ -261,6 +261,21 @@ static uint8_t *read_bitmap(bench *b, clsa_plan *plan, cl_mem ws)
     return bitmap;
 }
 
+/* rel_l1 and max_abs of an output (the shape's storage) against the dense one. */
+static void compare_to_dense(const bench *b, const void *out, const float *dense_out, result *res)
+{
+    const int64_t n = (int64_t)(b->out_bytes / clsa_dtype_size(b->shape.dtype));
+    double diff = 0.0, ref = 0.0, max_abs = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        const double x = ref_load(out, b->shape.dtype, i), y = ref_load(dense_out, b->shape.dtype, i);
+        diff += fabs(x - y);
+        ref += fabs(y);
+        max_abs = fmax(max_abs, fabs(x - y));
+    }
+    res->rel_l1 = ref > 0 ? diff / ref : diff;
+    res->max_abs = max_abs;
+}
+
 static void run_method(bench *b, const char *name, result *res, const float *dense_out)
 {
     const options *o = &b->o;
@@ -307,18 +322,8 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     }
     float *out = xmalloc(b->out_bytes);
     clEnqueueReadBuffer(b->queue, b->out, CL_TRUE, 0, b->out_bytes, out, 0, NULL, NULL);
-    if (dense_out) {
-        const int64_t n = (int64_t)(b->out_bytes / clsa_dtype_size(b->shape.dtype));
-        double diff = 0.0, ref = 0.0, max_abs = 0.0;
-        for (int64_t i = 0; i < n; ++i) {
-            const double x = ref_load(out, b->shape.dtype, i), y = ref_load(dense_out, b->shape.dtype, i);
-            diff += fabs(x - y);
-            ref += fabs(y);
-            max_abs = fmax(max_abs, fabs(x - y));
-        }
-        res->rel_l1 = ref > 0 ? diff / ref : diff;
-        res->max_abs = max_abs;
-    }
+    if (dense_out)
+        compare_to_dense(b, out, dense_out, res);
     if (o->check) {
         const clsa_shape *ps = clsa_plan_shape(plan);
         double *want = xmalloc(sizeof(double) * (size_t)(b->out_bytes / clsa_dtype_size(b->shape.dtype)));
@@ -445,10 +450,7 @@ int main(int argc, char **argv)
             if (dense_out) { /* the anchor's output against clsa dense: it must be the same attention */
                 float *out = xmalloc(b.out_bytes);
                 clEnqueueReadBuffer(b.queue, b.out, CL_TRUE, 0, b.out_bytes, out, 0, NULL, NULL);
-                double diff = 0.0, ref = 0.0;
-                for (size_t i = 0; i < b.out_bytes / 4; ++i)
-                    diff += fabs((double)out[i] - dense_out[i]), ref += fabs((double)dense_out[i]);
-                r->rel_l1 = ref > 0 ? diff / ref : diff;
+                compare_to_dense(&b, out, dense_out, r);
                 free(out);
             }
             ++nres;
