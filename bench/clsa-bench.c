@@ -10,7 +10,10 @@
  * Methods: dense (exact), sale (int4 estimate + Relative Attention Score), oracle (the SALE rule
  * on exact f32 scores: the rule's quality ceiling, as costly as dense).
  * --anchors adds the unfused OpenCL attention assembled from CLBlast SGEMM + softmax + SGEMM on the
- * same device and data (row "clblast"; bench/clblast_anchor.h), next to the OpenBLAS SGEMM rate.
+ * same device and data (row "clblast"; bench/clblast_anchor.h), next to the OpenBLAS SGEMM rate, and
+ * PyTorch's CPU scaled_dot_product_attention on the same data (row "torch_sdpa", f32 only;
+ * bench/torch_anchor.h), with as many torch threads as the OpenCL device has compute units when it
+ * is a CPU, else as many as the host has online. An anchor that cannot run prints why and is left out.
  * Timing: `warmup` untimed calls, then `repeat` timed calls, each from enqueue to clFinish on the
  * host; medians. time_ms is the one-call pipeline; quant_ms, estimate_ms and attend_ms time the
  * stages called one by one (attend: clsa_attention_masked without the host mask check).
@@ -27,6 +30,7 @@
 #include "npy.h"
 #include "reference.h"
 #include "clblast_anchor.h"
+#include "torch_anchor.h"
 #include "sgemm_anchor.h"
 #include "timing.h"
 
@@ -36,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct options {
     int64_t seq, kv_seq, batch, heads, kv_heads, head_dim;
@@ -184,9 +189,10 @@ static void *load_npy(const char *dir, const char *name, clsa_dtype dtype, int64
 
 typedef struct result {
     char method[16];
-    int sparse;
+    int sparse, anchor;
     double time_ms, quant_ms, estimate_ms, attend_ms, gflops, density, rel_l1, max_abs, recall, max_rel_err;
     uint8_t *bitmap; /* kept blocks, for recall */
+    torch_sdpa_run torch; /* the torch anchor's version, threads and kernel */
 } result;
 
 typedef struct bench {
@@ -336,6 +342,69 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     clsa_plan_release(plan);
 }
 
+/* Fills an anchor's row from its median time and its output (the shape's storage). */
+static void finish_anchor_row(const bench *b, result *r, const void *out, const float *dense_out)
+{
+    r->anchor = 1;
+    r->gflops = ref_attention_flops(&b->shape) / (r->time_ms * 1e6);
+    r->density = 1.0, r->attend_ms = r->time_ms, r->recall = NAN, r->max_rel_err = NAN;
+    if (dense_out) /* the anchor's output against clsa dense: it must be the same attention */
+        compare_to_dense(b, out, dense_out, r);
+}
+
+/* The unfused CLBlast attention on the same device and data (bench/clblast_anchor.h). Returns the
+   rows it added: 1, or 0 after printing why it was skipped. */
+static int run_clblast_anchor(bench *b, result *r, const float *dense_out)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->method, sizeof r->method, "clblast");
+    char why[256] = "";
+    if (clblast_attention_ms(b->ctx, b->queue, &b->shape, b->q, b->k, b->v, b->out, b->o.repeat, b->o.warmup,
+                             &r->time_ms, why, sizeof why) != 0) {
+        printf("anchor clblast skipped: %s\n", why);
+        return 0;
+    }
+    float *out = xmalloc(b->out_bytes);
+    clEnqueueReadBuffer(b->queue, b->out, CL_TRUE, 0, b->out_bytes, out, 0, NULL, NULL);
+    finish_anchor_row(b, r, out, dense_out);
+    free(out);
+    return 1;
+}
+
+/* Torch threads for the anchor: a CPU device's compute units are the cores clsa ran on, so torch
+   gets as many; a GPU's say nothing about the host, where torch then uses every online core. */
+static int torch_threads(const bench *b)
+{
+    cl_device_id dev = clsa_context_device(b->ctx);
+    cl_device_type type = 0;
+    cl_uint units = 0;
+    if (clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL) == CL_SUCCESS && (type & CL_DEVICE_TYPE_CPU) &&
+        clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL) == CL_SUCCESS && units > 0)
+        return (int)units;
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 0;
+}
+
+/* PyTorch's CPU scaled_dot_product_attention on the same host data (bench/torch_anchor.h).
+   Returns the rows it added: 1, or 0 after printing why it was skipped. */
+static int run_torch_anchor(bench *b, result *r, const float *dense_out)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->method, sizeof r->method, "torch_sdpa");
+    char why[512] = "";
+    float *out = xmalloc(b->out_bytes);
+    const int ok = torch_sdpa_anchor(&b->shape, b->hq, b->hk, b->hv, torch_threads(b), b->o.repeat, b->o.warmup,
+                                     &r->torch, out, why, sizeof why) == 0;
+    if (ok) {
+        r->time_ms = r->torch.median_ms;
+        finish_anchor_row(b, r, out, dense_out);
+    } else {
+        printf("torch anchor skipped: %s\n", why);
+    }
+    free(out);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     bench b = {0};
@@ -437,39 +506,26 @@ int main(int argc, char **argv)
             results[i].recall = in ? (double)found / (double)in : 1.0;
         }
 
-    /* --anchors: the unfused CLBlast attention on the same device and data (bench/clblast_anchor.h). */
-    if (o->anchors && nres < 8) {
-        result *r = &results[nres];
-        memset(r, 0, sizeof *r);
-        snprintf(r->method, sizeof r->method, "clblast");
-        char why[256] = "";
-        if (clblast_attention_ms(b.ctx, b.queue, &b.shape, b.q, b.k, b.v, b.out, o->repeat, o->warmup, &r->time_ms, why,
-                                 sizeof why) == 0) {
-            r->gflops = ref_attention_flops(&b.shape) / (r->time_ms * 1e6);
-            r->density = 1.0, r->attend_ms = r->time_ms, r->recall = NAN, r->max_rel_err = NAN;
-            if (dense_out) { /* the anchor's output against clsa dense: it must be the same attention */
-                float *out = xmalloc(b.out_bytes);
-                clEnqueueReadBuffer(b.queue, b.out, CL_TRUE, 0, b.out_bytes, out, 0, NULL, NULL);
-                compare_to_dense(&b, out, dense_out, r);
-                free(out);
-            }
-            ++nres;
-        } else {
-            printf("anchor clblast skipped: %s\n", why);
-        }
-    }
+    if (o->anchors && nres < 8)
+        nres += run_clblast_anchor(&b, &results[nres], dense_out);
+    if (o->anchors && nres < 8)
+        nres += run_torch_anchor(&b, &results[nres], dense_out);
     const double sgemm = o->sgemm > 0 ? bench_sgemm_gflops(o->sgemm, 3) : -1.0;
-    printf("\n%-7s %10s %9s %8s %9s %9s %9s %8s %8s %9s %8s %10s\n", "method", "median ms", "GFLOP/s", "density",
+    printf("\n%-10s %10s %9s %8s %9s %9s %9s %8s %8s %9s %8s %10s\n", "method", "median ms", "GFLOP/s", "density",
            "quant ms", "estim ms", "attend ms", "speedup", "rel_l1", "max_abs", "recall", "max_rel_err");
     for (int i = 0; i < nres; ++i) {
         const result *r = &results[i];
-        printf("%-7s %10.3f %9.2f %8.4f %9.3f %9.3f %9.3f %8.3f %8.2g %9.2g %8.4f %10.3g\n", r->method, r->time_ms,
+        printf("%-10s %10.3f %9.2f %8.4f %9.3f %9.3f %9.3f %8.3f %8.2g %9.2g %8.4f %10.3g\n", r->method, r->time_ms,
                r->gflops, r->density, r->quant_ms, r->estimate_ms, r->attend_ms, dense_ms / r->time_ms, r->rel_l1,
                r->max_abs, r->recall, r->max_rel_err);
     }
     if (sgemm > 0)
         printf("sgemm: OpenBLAS %d^3 at %.2f GFLOP/s (the CPU f32 ceiling); dense reaches %.3f of it\n", o->sgemm, sgemm,
                nres ? results[0].gflops / sgemm : 0.0);
+    for (int i = 0; i < nres; ++i)
+        if (!strcmp(results[i].method, "torch_sdpa"))
+            printf("torch_sdpa: torch %s, %d threads, kernel %s, GQA %s\n", results[i].torch.version,
+                   results[i].torch.threads, results[i].torch.backend, results[i].torch.gqa);
     for (int i = 0; i < nres; ++i)
         if (results[i].sparse)
             printf("%s: overhead (quant + estimate) / dense = %.3f; attend / (dense x density) = %.3f\n",
@@ -500,8 +556,12 @@ int main(int argc, char **argv)
             if (r->sparse)
                 fprintf(f, ", \"rel_l1_vs_dense\": %.6g, \"max_abs_vs_dense\": %.6g, \"recall_vs_oracle\": %.6f",
                         r->rel_l1, r->max_abs, r->recall);
-            else if (!strcmp(r->method, "clblast"))
-                fprintf(f, ", \"anchor\": true, \"rel_l1_vs_dense\": %.6g", r->rel_l1);
+            else if (r->anchor)
+                fprintf(f, ", \"anchor\": true, \"rel_l1_vs_dense\": %.6g, \"max_abs_vs_dense\": %.6g", r->rel_l1,
+                        r->max_abs);
+            if (!strcmp(r->method, "torch_sdpa"))
+                fprintf(f, ", \"torch_version\": \"%s\", \"torch_threads\": %d, \"torch_backend\": \"%s\", "
+                        "\"torch_gqa\": \"%s\"", r->torch.version, r->torch.threads, r->torch.backend, r->torch.gqa);
             if (!isnan(r->max_rel_err))
                 fprintf(f, ", \"max_rel_err_vs_ref\": %.6g", r->max_rel_err);
             if (sgemm > 0)

@@ -150,3 +150,33 @@ void npy_free(npy_array *a)
     free(a->data);
     a->data = NULL;
 }
+
+int npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape, char *err, size_t n)
+{
+    if (ndim < 1 || ndim > 8)
+        return fail(err, n, path, "npy_write_f32 takes 1 to 8 dimensions");
+    char header[512]; /* 8 dimensions of 20 digits and the padding fit */
+    int64_t count = 1;
+    size_t len = (size_t)snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (int i = 0; i < ndim; ++i) {
+        /* Python's tuple syntax: (3,) for one dimension, (2, 3, 4) for more. */
+        len += (size_t)snprintf(header + len, sizeof header - len, "%lld%s", (long long)shape[i],
+                                ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+        count *= shape[i];
+    }
+    len += (size_t)snprintf(header + len, sizeof header - len, "), }");
+    /* NumPy pads the header with spaces and a newline so that the data starts 64-byte aligned. */
+    while ((10 + len + 1) % 64)
+        header[len++] = ' ';
+    header[len++] = '\n';
+    const unsigned char preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xFF),
+                                        (unsigned char)(len >> 8)};
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return fail(err, n, path, "cannot create");
+    const int ok = fwrite(preamble, 1, sizeof preamble, f) == sizeof preamble && fwrite(header, 1, len, f) == len &&
+                   fwrite(data, sizeof(float), (size_t)count, f) == (size_t)count;
+    if (fclose(f) != 0 || !ok)
+        return fail(err, n, path, "write failed (disk full?)");
+    return 0;
+}

@@ -1,4 +1,5 @@
-/* Strict reader of .npy files (NumPy format 1.0/2.0): little-endian float32 or float16, C order. */
+/* Strict reader of .npy files (NumPy format 1.0/2.0): little-endian float32 or float16, C order;
+   and a writer of float32 ones, for handing arrays to other programs (bench/torch_anchor.c). */
 #ifndef CLSA_BENCH_NPY_H
 #define CLSA_BENCH_NPY_H
 
@@ -25,5 +26,9 @@ int npy_read(const char *path, npy_array *out, char *err, size_t err_size);
 int npy_parse_header(const unsigned char *head, size_t head_len, uint64_t file_size, npy_array *out,
                      size_t *data_offset, char *err, size_t err_size);
 void npy_free(npy_array *a);
+
+/* Writes count = prod(shape) floats as a little-endian float32, C-order .npy file (format 1.0),
+   which npy_read and numpy.load read back. Returns 0, or -1 with a message in err. */
+int npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape, char *err, size_t err_size);
 
 #endif

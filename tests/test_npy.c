@@ -1,4 +1,5 @@
-/* bench/npy.c: well-formed files load; every malformed one is a clear error, never a crash. */
+/* bench/npy.c: well-formed files load; every malformed one is a clear error, never a crash; what
+   the writer writes reads back. */
 #include "harness.h"
 #include "npy.h"
 
@@ -118,9 +119,35 @@ static void test_npy(void **state)
     expect_error("missing file");
 }
 
+/* npy_write_f32 writes what npy_read reads back: shape (one and several dimensions) and data. */
+static void test_write_round_trip(void **state)
+{
+    (void)state;
+    snprintf(path, sizeof path, "%s/clsa-npy-write-%ld.npy", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid());
+    float data[2 * 3 * 4];
+    for (int i = 0; i < 24; ++i)
+        data[i] = (float)i - 7.25f;
+    const int64_t shapes[2][3] = {{2, 3, 4}, {24}};
+    for (int s = 0; s < 2; ++s) {
+        const int ndim = s == 0 ? 3 : 1;
+        char err[512] = "";
+        assert_int_equal(npy_write_f32(path, data, ndim, shapes[s], err, sizeof err), 0);
+        npy_array a;
+        assert_int_equal(npy_read(path, &a, err, sizeof err), 0);
+        assert_int_equal(a.ndim, ndim);
+        for (int d = 0; d < ndim; ++d)
+            assert_int_equal(a.shape[d], shapes[s][d]);
+        assert_int_equal(a.is_f16, 0);
+        assert_memory_equal(a.data, data, sizeof data);
+        npy_free(&a);
+    }
+    unlink(path);
+}
+
 int main(void)
 {
     harness_init("npy");
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_npy), cmocka_unit_test(test_size_checked_before_allocation)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_npy), cmocka_unit_test(test_size_checked_before_allocation),
+                                       cmocka_unit_test(test_write_round_trip)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
