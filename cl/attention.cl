@@ -137,12 +137,14 @@ __kernel void attention(ATTENTION_ARGS)
         load_query(q, b * q_sb + h * q_sh + (long)row * q_st, row, q_len, scale_log2e, qs[r]);
     }
 
-    float16 acc[R][NV];
-    float m[R], l[R];
+    /* Per row: the running maximum m (scalar) and the sum of weights l, kept as 16 lane partial
+       sums (one horizontal sum at the end, and a more accurate sum than one running scalar). */
+    float16 acc[R][NV], l[R];
+    float m[R];
     float ps[R][16];
     for (int r = 0; r < R; ++r) {
         m[r] = -INFINITY;
-        l[r] = 0.0f;
+        l[r] = (float16)(0.0f);
         for (int v = 0; v < NV; ++v)
             acc[r][v] = (float16)(0.0f);
     }
@@ -155,31 +157,43 @@ __kernel void attention(ATTENTION_ARGS)
     {
         for (int j0 = start; j0 < end; j0 += 16) {
             float16 s[R];
-            for (int r = 0; r < R; ++r)
+            _Pragma("unroll") for (int r = 0; r < R; ++r)
                 s[r] = (float16)(0.0f);
             __global const float *kp = ktb + j0;
             for (int c = 0; c < HEAD_DIM; ++c) {
                 const float16 kv = vload16(0, kp + (long)c * kv_len_padded);
-                for (int r = 0; r < R; ++r)
+                _Pragma("unroll") for (int r = 0; r < R; ++r)
                     s[r] = fma((float16)(qs[r][c]), kv, s[r]);
             }
-            /* Only chunks that reach past some row's last visible key need the mask. */
+            /* Only chunks that reach past some row's last visible key need the mask; a masked
+               score is -inf, whose weight is 0. */
             const bool partial = j0 + 15 > min_limit;
-            for (int r = 0; r < R; ++r) {
-                float16 sr = s[r];
+            int16 above = (int16)(0);
+            _Pragma("unroll") for (int r = 0; r < R; ++r) {
                 if (partial)
-                    sr = select(sr, (float16)(-INFINITY), (int16)(j0) + lane > (int16)(limit[r]));
-                const float m_new = fmax(m[r], hmax16(sr));
-                float16 p = (float16)(0.0f);
-                if (j0 <= limit[r]) { /* else the chunk holds no key this row sees */
-                    const float alpha = exp2(m[r] - m_new);
-                    p = exp2(sr - (float16)(m_new));
-                    l[r] = l[r] * alpha + hsum16(p);
-                    if (alpha != 1.0f)
+                    s[r] = select(s[r], (float16)(-INFINITY), (int16)(j0) + lane > (int16)(limit[r]));
+                above |= s[r] > (float16)(m[r]);
+            }
+            /* The running maximum moves only when a score exceeds it, which after the first
+               chunks is rare: the horizontal maxima and the rescaling of the accumulators are
+               skipped otherwise (with no score above m, fmax(m, max s) is m and the rescale
+               factor 1, so the result is the same). NaN scores compare false and leave m. */
+            if (any(above))
+                for (int r = 0; r < R; ++r) {
+                    const float m_new = fmax(m[r], hmax16(s[r]));
+                    if (m_new > m[r]) {
+                        const float alpha = exp2(m[r] - m_new);
+                        l[r] *= alpha;
                         for (int v = 0; v < NV; ++v)
                             acc[r][v] *= alpha;
-                    m[r] = m_new;
+                        m[r] = m_new;
+                    }
                 }
+            _Pragma("unroll") for (int r = 0; r < R; ++r) {
+                /* A row that has seen no finite score (m -inf) has only masked or NaN scores
+                   here: subtracting 0 keeps their weights 0 and NaN, where -inf - -inf would be NaN. */
+                const float16 p = exp2(s[r] - (float16)(m[r] == -INFINITY ? 0.0f : m[r]));
+                l[r] += p;
                 vstore16(p, 0, ps[r]);
             }
             __global const float *vp = vb + (long)j0 * HEAD_DIM_PADDED;
@@ -194,7 +208,7 @@ __kernel void attention(ATTENTION_ARGS)
         const int row = row0 + r;
         if (row >= q_len)
             break;
-        const float inv = inverse_sum(l[r]);
+        const float inv = inverse_sum(hsum16(l[r]));
         float out[HEAD_DIM_PADDED];
         for (int v = 0; v < NV; ++v)
             vstore16(acc[r][v], v, out);
