@@ -97,20 +97,20 @@ static inline float hsum16(float16 x)
    `masked` (a chunk that reaches past some row's last visible key), a key past row r's last
    visible key is skipped rather than weighted by its zero: 0 x Inf is NaN, and a value the row
    cannot see must not reach it. Callers pass a constant, so the full chunks keep the plain loop. */
-static inline void accumulate_values(float16 acc[R][NV], const float ps[R][16], __global const float *vp,
-                                     const int limit[R], int j0, bool masked)
+static inline __attribute__((always_inline)) void accumulate_values(float16 acc[R][NV], const float ps[R][16],
+                                                                   __global const float *vp, const int limit[R], int j0,
+                                                                   bool masked)
 {
     for (int v = 0; v < NV; ++v) {
-        float16 a[R];
-        for (int r = 0; r < R; ++r)
+        float16 a[R]; /* unrolled, so that the R accumulators of channel chunk v stay in registers */
+        _Pragma("unroll") for (int r = 0; r < R; ++r)
             a[r] = acc[r][v];
         for (int jj = 0; jj < 16; ++jj) {
             const float16 vv = vload16(v, vp + jj * HEAD_DIM_PADDED);
-            for (int r = 0; r < R; ++r)
-                if (!masked || j0 + jj <= limit[r])
-                    a[r] = fma((float16)(ps[r][jj]), vv, a[r]);
+            _Pragma("unroll") for (int r = 0; r < R; ++r)
+                a[r] = !masked || j0 + jj <= limit[r] ? fma((float16)(ps[r][jj]), vv, a[r]) : a[r];
         }
-        for (int r = 0; r < R; ++r)
+        _Pragma("unroll") for (int r = 0; r < R; ++r)
             acc[r][v] = a[r];
     }
 }
