@@ -79,20 +79,6 @@ static inline float inverse_sum(float l) { return l == 0.0f ? 0.0f : 1.0f / l; }
 #define R ROWS_PER_ITEM
 #define NV (HEAD_DIM_PADDED / 16)
 
-/* Horizontal sum lane by lane, as hmax16 (common.cl) and for the same reason; scalar lanes cost
-   little next to the 16 x D fmas of each chunk. */
-static inline float hsum16(float16 x)
-{
-    float t[16];
-    vstore16(x, 0, t);
-    float even = 0.0f, odd = 0.0f;
-    for (int i = 0; i < 16; i += 2) {
-        even += t[i];
-        odd += t[i + 1];
-    }
-    return even + odd;
-}
-
 /* acc[r] (16 channels of V chunk v) += p[r][jj] * V[jj] over the 16 keys of a chunk at vp. With
    `masked` (a chunk that reaches past some row's last visible key), a key past row r's last
    visible key is skipped rather than weighted by its zero: 0 x Inf is NaN, and a value the row

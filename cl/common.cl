@@ -56,6 +56,32 @@ static inline float hmax16(float16 x)
     return fmax(fmax(a, b), fmax(c, d));
 }
 
+/* Horizontal sum lane by lane, as hmax16 and for the same reason. */
+static inline float hsum16(float16 x)
+{
+    float t[16];
+    vstore16(x, 0, t);
+    float even = 0.0f, odd = 0.0f;
+    for (int i = 0; i < 16; i += 2) {
+        even += t[i];
+        odd += t[i + 1];
+    }
+    return even + odd;
+}
+
+/* 16 consecutive elements from p + i as f32 (vload_half16 is core OpenCL; bf16 is the top half
+   of an f32). Only element alignment is needed. */
+static inline float16 load16(__global const STORAGE *p, long i)
+{
+#if CLSA_DTYPE == 0
+    return vload16(0, p + i);
+#elif CLSA_DTYPE == 1
+    return vload_half16(0, p + i);
+#else
+    return as_float16(convert_uint16(vload16(0, p + i)) << (uint16)(16));
+#endif
+}
+
 /* ---- The int4 layout that quantize.cl writes and estimate.cl reads (byte offsets of each array
    in the workspace come as kernel arguments; clsa_quant_layout documents them for the host) ----
  *   q codes  [B*Hq][q_len][CODE_BYTES]           row-major: one query's channels together

@@ -7,63 +7,91 @@
  * nibble) and keys past kv_len are zero.
  */
 
-/* Mean over the `len` tokens of channel c of one head, leaving out non-finite values (0 when none
-   is finite), so that one Inf or NaN token does not reach every other token's codes (clsa.h,
-   "Non-finite values"). Partial sums of 64 tokens keep the f32 error near that of a pairwise sum.
-   Global size: (HEAD_DIM, B*H). */
+#if QUANT_GROUP != 16
+#error "the quantizer works on one 16-lane vector per channel group"
+#endif
+
+/* Channels [16 g, 16 g + 16) of the token at `at`, as f32; lanes past HEAD_DIM are 0. */
+static inline float16 load_group(__global const STORAGE *x, long at, int g)
+{
+    const int c0 = g * 16;
+    if (c0 + 16 <= HEAD_DIM)
+        return load16(x, at + c0);
+    float t[16];
+    for (int i = 0; i < 16; ++i)
+        t[i] = c0 + i < HEAD_DIM ? load_elem(x, at + c0 + i) : 0.0f;
+    return vload16(0, t);
+}
+
+/* The same for a per-head f32 array of HEAD_DIM channels (the means). */
+static inline float16 load_group_f32(__global const float *x, int g)
+{
+    const int c0 = g * 16;
+    if (c0 + 16 <= HEAD_DIM)
+        return vload16(0, x + c0);
+    float t[16];
+    for (int i = 0; i < 16; ++i)
+        t[i] = c0 + i < HEAD_DIM ? x[c0 + i] : 0.0f;
+    return vload16(0, t);
+}
+
+/* Mean over the `len` tokens of each channel of group g of one head, leaving out non-finite values
+   (0 when none is finite), so that one Inf or NaN token does not reach every other token's codes
+   (clsa.h, "Non-finite values"). Partial sums of 64 tokens keep the f32 error near that of a
+   pairwise sum. One work-item reads whole 16-channel rows, so each cache line it loads is used.
+   Global size: (NUM_GROUPS, B*H). */
 __kernel void token_mean(__global const STORAGE *x, long sb, long sh, long st, int heads, int len,
                          __global uchar *ws, long mean_at)
 {
-    const int c = get_global_id(0), bh = get_global_id(1);
-    if (c >= HEAD_DIM)
+    const int g = get_global_id(0), bh = get_global_id(1);
+    if (g >= NUM_GROUPS)
         return;
     const int b = bh / heads, h = bh - b * heads;
-    const long base = b * sb + h * sh + c;
-    float total = 0.0f;
-    int count = 0;
+    const long base = b * sb + h * sh;
+    float16 total = (float16)(0.0f);
+    int16 count = (int16)(0);
     for (int t0 = 0; t0 < len; t0 += 64) {
-        float part = 0.0f;
+        float16 part = (float16)(0.0f);
         for (int t = t0; t < min(t0 + 64, len); ++t) {
-            const float v = load_elem(x, base + t * st);
-            part += isfinite(v) ? v : 0.0f;
-            count += isfinite(v) ? 1 : 0;
+            const float16 v = load_group(x, base + t * st, g);
+            const int16 finite = isfinite(v); /* -1 where finite */
+            part += select((float16)(0.0f), v, finite);
+            count -= finite;
         }
         total += part;
     }
-    ws_f32(ws, mean_at)[(long)bh * HEAD_DIM + c] = count > 0 ? total / (float)count : 0.0f;
+    float mean[16];
+    vstore16(select((float16)(0.0f), total / convert_float16(max(count, (int16)(1))), count > (int16)(0)), 0, mean);
+    __global float *out = ws_f32(ws, mean_at) + (long)bh * HEAD_DIM;
+    for (int i = 0; i < 16 && g * 16 + i < HEAD_DIM; ++i)
+        out[g * 16 + i] = mean[i];
 }
 
-/* Smooths one token into xs (x - mean) and sets the scale of each channel group, max|x'| / 7, and
-   its inverse (0 for an all-zero group). A group holding a value that is not finite (in the input,
-   or after smoothing overflowed) gets scale NaN and inverse 0: every estimate with this token is
-   then NaN, and estimate_mask keeps such a block. */
-static inline void smooth_row(__global const STORAGE *x, long at, __global const float *mean, float *xs,
-                              float *scale, float *inv_scale)
+/* Smooths channel group g of one token into xs (x - mean) and returns the group's scale,
+   max|x'| / 7, setting its inverse (0 for an all-zero group). A group holding a value that is not
+   finite (in the input, or after smoothing overflowed) gets scale NaN and inverse 0: every estimate
+   with this token is then NaN, and estimate_mask keeps such a block. */
+static inline float smooth_group(__global const STORAGE *x, long at, __global const float *mean, int g, float16 *xs,
+                                 float *inv_scale)
 {
-    for (int g = 0; g < NUM_GROUPS; ++g)
-        scale[g] = 0.0f;
-    for (int c = 0; c < HEAD_DIM; ++c) {
-        xs[c] = load_elem(x, at + c) - mean[c];
-        scale[c / QUANT_GROUP] = fmax(scale[c / QUANT_GROUP], isfinite(xs[c]) ? fabs(xs[c]) : INFINITY);
-    }
-    for (int g = 0; g < NUM_GROUPS; ++g) {
-        scale[g] = isinf(scale[g]) ? NAN : scale[g] / 7.0f;
-        inv_scale[g] = scale[g] > 0.0f ? 1.0f / scale[g] : 0.0f;
-    }
+    *xs = load_group(x, at, g) - load_group_f32(mean, g);
+    const float largest = hmax16(select((float16)(INFINITY), fabs(*xs), isfinite(*xs)));
+    const float scale = isinf(largest) ? NAN : largest / 7.0f;
+    *inv_scale = scale > 0.0f ? 1.0f / scale : 0.0f;
+    return scale;
 }
 
-/* One int4 code: round to nearest even, clamp to [-7, 7]; 0 for the NaN of a non-finite value
-   times its group's zero inverse scale. */
-static inline int code_of(float x) { return isnan(x) ? 0 : (int)clamp(rint(x), -7.0f, 7.0f); }
-
-/* The code byte of channels (2p, 2p+1), which share a group. */
-static inline uchar code_pair(const float *xs, int p, const float *inv_scale)
+/* The int4 codes of a group, written as its code bytes into codes[p], p < 8 and within CODE_BYTES
+   (the step between bytes is `stride`): round to nearest even, clamp to [-7, 7]; 0 for the NaN of a
+   non-finite value times its group's zero inverse scale. Rounding adds and subtracts 1.5 * 2^23,
+   exact for |y| <= 7 and the same as rint (PoCL's rint is a long software sequence). */
+static inline void store_group_codes(float16 y, int g, __global uchar *codes, long stride)
 {
-    const int c = 2 * p;
-    const float inv = inv_scale[c / QUANT_GROUP];
-    const int lo = code_of(xs[c] * inv);
-    const int hi = c + 1 < HEAD_DIM ? code_of(xs[c + 1] * inv) : 0;
-    return code_byte(lo, hi);
+    const float16 rounded = (clamp(y, -7.0f, 7.0f) + (float16)(12582912.0f)) - (float16)(12582912.0f);
+    int c[16];
+    vstore16(select(convert_int16(rounded), (int16)(0), isnan(y)), 0, c);
+    for (int p = 0; p < 8 && g * 8 + p < CODE_BYTES; ++p)
+        codes[(long)(g * 8 + p) * stride] = code_byte(c[2 * p], c[2 * p + 1]);
 }
 
 /* Global size: (q_len, B*Hq). */
@@ -74,13 +102,16 @@ __kernel void quantize_q(__global const STORAGE *q, long sb, long sh, long st, i
     if (i >= q_len)
         return;
     const int b = bh / q_heads, h = bh - b * q_heads;
-    float xs[HEAD_DIM], scale[NUM_GROUPS], inv[NUM_GROUPS];
-    smooth_row(q, b * sb + h * sh + (long)i * st, ws_f32(ws, mean_at) + (long)bh * HEAD_DIM, xs, scale, inv);
+    const long at = b * sb + h * sh + (long)i * st;
+    __global const float *mean = ws_f32(ws, mean_at) + (long)bh * HEAD_DIM;
     __global uchar *codes = ws + codes_at + q_codes_at_row(bh, q_len, i);
-    for (int p = 0; p < CODE_BYTES; ++p)
-        codes[p] = code_pair(xs, p, inv);
-    for (int g = 0; g < NUM_GROUPS; ++g)
-        ws_f32(ws, scales_at)[q_scales_at_row(bh, q_len, i) + g] = scale[g];
+    __global float *scales = ws_f32(ws, scales_at) + q_scales_at_row(bh, q_len, i);
+    for (int g = 0; g < NUM_GROUPS; ++g) {
+        float16 xs;
+        float inv;
+        scales[g] = smooth_group(q, at, mean, g, &xs, &inv);
+        store_group_codes(xs * inv, g, codes, 1);
+    }
 }
 
 /* Global size: (kv_len_padded, B*Hkv). Also writes the correction of each query head of the group. */
@@ -104,20 +135,24 @@ __kernel void quantize_k(__global const STORAGE *k, long sb, long sh, long st, i
             corr[(long)g * kv_len_padded] = 0.0f;
         return;
     }
-    float xs[HEAD_DIM], scale[NUM_GROUPS], inv[NUM_GROUPS];
-    smooth_row(k, b * sb + h * sh + (long)j * st, ws_f32(ws, k_mean_at) + (long)bh * HEAD_DIM, xs, scale, inv);
-    for (int p = 0; p < CODE_BYTES; ++p)
-        codes[(long)p * kv_len_padded] = code_pair(xs, p, inv);
-    for (int g = 0; g < NUM_GROUPS; ++g)
-        scales[(long)g * kv_len_padded] = scale[g];
     /* Subtracting mean_q from Q shifts score (i, j) by mean_q . K'_j, which differs per key: it
        is added back to the estimate, exactly (f32, on the smoothed but unquantized key). */
     __global const float *qmean = ws_f32(ws, q_mean_at) + ((long)b * kv_heads * group + (long)h * group) * HEAD_DIM;
-    for (int g = 0; g < group; ++g) {
-        float dot = 0.0f;
-        for (int c = 0; c < HEAD_DIM; ++c)
-            dot = fma(qmean[(long)g * HEAD_DIM + c], xs[c], dot);
-        corr[(long)g * kv_len_padded] = dot;
+    __global const float *kmean = ws_f32(ws, k_mean_at) + (long)bh * HEAD_DIM;
+    const long at = b * sb + h * sh + (long)j * st;
+    for (int hq = 0; hq < group; ++hq) {
+        float16 dot = (float16)(0.0f);
+        for (int g = 0; g < NUM_GROUPS; ++g) {
+            float16 xs;
+            float inv;
+            const float scale = smooth_group(k, at, kmean, g, &xs, &inv);
+            if (hq == 0) {
+                scales[(long)g * kv_len_padded] = scale;
+                store_group_codes(xs * inv, g, codes, kv_len_padded);
+            }
+            dot = fma(load_group_f32(qmean + (long)hq * HEAD_DIM, g), xs, dot);
+        }
+        corr[(long)hq * kv_len_padded] = hsum16(dot);
     }
 }
 

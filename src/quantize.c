@@ -25,7 +25,7 @@ static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, c
     CLSA_ARG(&a, at);
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting token_mean argument %u", a.index - 1);
-    size_t global[2] = {(size_t)plan->shape.head_dim, (size_t)(plan->shape.batch * t->heads)};
+    size_t global[2] = {(size_t)plan->quant.groups, (size_t)(plan->shape.batch * t->heads)};
     return clsa_enqueue(plan, queue, stage->token_mean, "token_mean", global, NULL, num_wait, wait_list, out);
 }
 
