@@ -2,18 +2,21 @@
  * clsa-bench: times clsa attention methods and anchors on one device; prints a table and JSON.
  *
  *   clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]
- *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]
+ *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]
  *              [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]
  *              [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
- *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors]
+ *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]
  *
  * Methods: dense (exact), sale (int4 estimate + Relative Attention Score), oracle (the SALE rule
- * on exact f32 scores: the rule's quality ceiling, as costly as dense).
+ * on exact f32 scores: the rule's quality ceiling, as costly as dense), random:P (sparse attention
+ * alone on a random caller mask: each visible key block kept with probability P, diagonal blocks
+ * always; for the attend-time-against-density sweep).
  * --anchors adds the unfused OpenCL attention assembled from CLBlast SGEMM + softmax + SGEMM on the
  * same device and data (row "clblast"; bench/clblast_anchor.h), next to the OpenBLAS SGEMM rate, and
  * PyTorch's CPU scaled_dot_product_attention on the same data (row "torch_sdpa", f32 only;
  * bench/torch_anchor.h), with as many torch threads as the OpenCL device has compute units when it
  * is a CPU, else as many as the host has online. An anchor that cannot run prints why and is left out.
+ * --anchors=torch (or =clblast) runs one of them: the CLBlast anchor takes minutes at 32K.
  * Timing: `warmup` untimed calls, then `repeat` timed calls, each from enqueue to clFinish on the
  * host; medians. time_ms is the one-call pipeline; quant_ms, estimate_ms and attend_ms time the
  * stages called one by one (attend: clsa_attention_masked without the host mask check).
@@ -42,6 +45,27 @@
 #include <string.h>
 #include <unistd.h>
 
+enum { ANCHOR_CLBLAST = 1, ANCHOR_TORCH = 2 };
+
+/* The anchors of --anchors=LIST, a comma-separated subset of clblast and torch. */
+static int parse_anchors(const char *list)
+{
+    int set = 0;
+    for (const char *p = list; *p;) {
+        const size_t n = strcspn(p, ",");
+        if (n == 7 && !strncmp(p, "clblast", 7))
+            set |= ANCHOR_CLBLAST;
+        else if (n == 5 && !strncmp(p, "torch", 5))
+            set |= ANCHOR_TORCH;
+        else {
+            fprintf(stderr, "clsa-bench: --anchors=%s: anchors are clblast and torch\n", list);
+            exit(2);
+        }
+        p += n + (p[n] == ',');
+    }
+    return set;
+}
+
 typedef struct options {
     int64_t seq, kv_seq, batch, heads, kv_heads, head_dim;
     clsa_dtype dtype;
@@ -55,10 +79,10 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]\n"
-            "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle]\n"
+            "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]\n"
             "                  [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
-            "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors]\n");
+            "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]\n");
     exit(2);
 }
 
@@ -103,7 +127,8 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--causal")) o.causal = 1;
         else if (!strcmp(a, "--no-causal")) o.causal = 0;
         else if (!strcmp(a, "--check")) o.check = 1;
-        else if (!strcmp(a, "--anchors")) o.anchors = 1;
+        else if (!strcmp(a, "--anchors")) o.anchors = ANCHOR_CLBLAST | ANCHOR_TORCH;
+        else if (!strncmp(a, "--anchors=", 10)) o.anchors = parse_anchors(a + 10);
         else if (!strcmp(a, "--dtype")) {
             const char *d = TAKE();
             if (!strcmp(d, "f32")) o.dtype = CLSA_F32;
@@ -226,6 +251,7 @@ static double time_calls(bench *b, int reps, int warmup, clsa_status (*call)(ben
 typedef struct call_args {
     clsa_plan *plan;
     cl_mem ws;
+    const clsa_block_mask *mask; /* NULL: the workspace's own (SALE's) mask */
 } call_args;
 
 static clsa_status call_full(bench *b, void *a_)
@@ -246,7 +272,8 @@ static clsa_status call_estimate(bench *b, void *a_)
 static clsa_status call_attend(bench *b, void *a_)
 {
     call_args *a = a_;
-    return clsa_attention_masked(a->plan, b->queue, b->q, b->k, b->v, b->out, a->ws, NULL, CLSA_MASK_TRUST, 0, NULL, NULL);
+    return clsa_attention_masked(a->plan, b->queue, b->q, b->k, b->v, b->out, a->ws, a->mask, CLSA_MASK_TRUST, 0, NULL,
+                                 NULL);
 }
 
 /* Reads a plan's workspace mask as a bitmap [rows][num_k_blocks]. */
@@ -265,6 +292,41 @@ static uint8_t *read_bitmap(bench *b, clsa_plan *plan, cl_mem ws)
         die(b->ctx, st, "reading the mask");
     free(counts), free(indices);
     return bitmap;
+}
+
+/*
+ * A random caller mask for method "random:P": every causally visible key block is kept with
+ * probability P, and the blocks that hold a row's diagonal key always are (as any selector keeps
+ * them), so every row sees a key. Written into the plan's workspace mask, which the attend call then
+ * reads as a caller mask would be read. The generator has a fixed seed, so runs repeat.
+ */
+static void write_random_mask(bench *b, clsa_plan *plan, cl_mem ws, double keep, clsa_block_mask *m)
+{
+    clsa_mask_geometry g;
+    clsa_plan_mask_geometry(plan, &g);
+    clsa_plan_workspace_mask(plan, ws, m);
+    const clsa_shape *s = &b->shape;
+    int32_t *counts = xmalloc(g.counts_bytes), *indices = xmalloc(g.indices_bytes);
+    uint64_t state = 0x9E3779B97F4A7C15ull;
+    for (int64_t row = 0; row < g.rows; ++row) {
+        const int64_t qb = row % g.num_q_blocks;
+        const int64_t first = qb * g.block_q, last = (qb + 1) * g.block_q < s->q_len ? (qb + 1) * g.block_q - 1 : s->q_len - 1;
+        const int64_t shift = s->kv_len - s->q_len; /* causal rows align to the end of the keys */
+        const int64_t last_key = s->causal ? (last + shift < s->kv_len - 1 ? last + shift : s->kv_len - 1) : s->kv_len - 1;
+        int32_t n = 0;
+        for (int64_t kb = 0; kb < g.num_k_blocks && kb * g.block_k <= last_key; ++kb) {
+            const int64_t k0 = kb * g.block_k, k1 = k0 + g.block_k - 1;
+            const bool diagonal = s->causal && k1 >= first + shift && k0 <= last + shift;
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            const double u = (double)(state >> 11) / 9007199254740992.0;
+            if (diagonal || u < keep)
+                indices[row * g.num_k_blocks + n++] = (int32_t)kb;
+        }
+        counts[row] = n;
+    }
+    clEnqueueWriteBuffer(b->queue, ws, CL_TRUE, m->counts_offset, g.counts_bytes, counts, 0, NULL, NULL);
+    clEnqueueWriteBuffer(b->queue, ws, CL_TRUE, m->indices_offset, g.indices_bytes, indices, 0, NULL, NULL);
+    free(counts), free(indices);
 }
 
 /* rel_l1 and max_abs of an output (the shape's storage) against the dense one. */
@@ -288,10 +350,18 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     memset(res, 0, sizeof *res);
     snprintf(res->method, sizeof res->method, "%s", name);
     clsa_sparsity sp;
-    clsa_method method = !strcmp(name, "dense") ? CLSA_METHOD_DENSE : !strcmp(name, "sale") ? CLSA_METHOD_SALE
+    const bool random_mask = !strncmp(name, "random:", 7);
+    char *end = NULL;
+    const double keep = random_mask ? strtod(name + 7, &end) : 0.0;
+    if (random_mask && (!end || *end || !(keep >= 0.0 && keep <= 1.0))) {
+        fprintf(stderr, "clsa-bench: method \"%s\": random:P needs a keep probability P in [0, 1]\n", name);
+        exit(2);
+    }
+    clsa_method method = !strcmp(name, "dense") ? CLSA_METHOD_DENSE
+                       : !strcmp(name, "sale") || random_mask ? CLSA_METHOD_SALE
                        : !strcmp(name, "oracle") ? CLSA_METHOD_SALE_EXACT : (clsa_method)-1;
     if ((int)method < 0) {
-        fprintf(stderr, "clsa-bench: unknown method \"%s\" (dense, sale, oracle)\n", name);
+        fprintf(stderr, "clsa-bench: unknown method \"%s\" (dense, sale, oracle, random:P)\n", name);
         exit(2);
     }
     clsa_sparsity_init(&sp, method);
@@ -301,21 +371,29 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     if (st)
         die(b->ctx, st, "clsa_plan_create");
     cl_int err = CL_SUCCESS;
-    call_args a = {plan, clCreateBuffer(b->clc, CL_MEM_READ_WRITE, clsa_plan_workspace_size(plan), NULL, &err)};
+    call_args a = {plan, clCreateBuffer(b->clc, CL_MEM_READ_WRITE, clsa_plan_workspace_size(plan), NULL, &err), NULL};
     if (err)
         die(b->ctx, (clsa_status)err, "allocating the workspace");
     res->sparse = method != CLSA_METHOD_DENSE;
-    res->time_ms = time_calls(b, o->repeat, o->warmup, call_full, &a);
+    clsa_block_mask caller_mask;
+    if (random_mask) {
+        /* Only the attend stage runs, on the caller mask: time_ms is attend_ms. */
+        write_random_mask(b, plan, a.ws, keep, &caller_mask);
+        a.mask = &caller_mask;
+        res->time_ms = time_calls(b, o->repeat, o->warmup, call_attend, &a);
+    } else
+        res->time_ms = time_calls(b, o->repeat, o->warmup, call_full, &a);
     res->gflops = ref_attention_flops(&b->shape) / (res->time_ms * 1e6);
     res->density = 1.0;
     res->attend_ms = res->time_ms;
     res->max_rel_err = NAN;
     res->recall = NAN;
     if (res->sparse) {
-        if (method == CLSA_METHOD_SALE)
+        if (method == CLSA_METHOD_SALE && !random_mask)
             res->quant_ms = time_calls(b, o->repeat, 0, call_quant, &a);
-        res->estimate_ms = time_calls(b, o->repeat, 0, call_estimate, &a);
-        res->attend_ms = time_calls(b, o->repeat, 0, call_attend, &a);
+        if (!random_mask)
+            res->estimate_ms = time_calls(b, o->repeat, 0, call_estimate, &a);
+        res->attend_ms = random_mask ? res->time_ms : time_calls(b, o->repeat, 0, call_attend, &a);
         double *density = xmalloc(sizeof(double) * (size_t)b->shape.q_heads), kept = 0.0;
         st = clsa_mask_density(plan, b->queue, a.ws, NULL, density);
         if (st)
@@ -471,7 +549,7 @@ int main(int argc, char **argv)
     int nres = 0;
     float *dense_out = NULL;
     double dense_ms = NAN;
-    if (want_sparse || strstr(list, "dense")) {
+    if (want_sparse || strstr(list, "dense") || strstr(list, "random")) {
         run_method(&b, "dense", &results[nres], NULL);
         dense_ms = results[nres].time_ms;
         dense_out = xmalloc(b.out_bytes);
@@ -506,9 +584,9 @@ int main(int argc, char **argv)
             results[i].recall = in ? (double)found / (double)in : 1.0;
         }
 
-    if (o->anchors && nres < 8)
+    if ((o->anchors & ANCHOR_CLBLAST) && nres < 8)
         nres += run_clblast_anchor(&b, &results[nres], dense_out);
-    if (o->anchors && nres < 8)
+    if ((o->anchors & ANCHOR_TORCH) && nres < 8)
         nres += run_torch_anchor(&b, &results[nres], dense_out);
     const double sgemm = o->sgemm > 0 ? bench_sgemm_gflops(o->sgemm, 3) : -1.0;
     printf("\n%-10s %10s %9s %8s %9s %9s %9s %8s %8s %9s %8s %10s\n", "method", "median ms", "GFLOP/s", "density",

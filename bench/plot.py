@@ -9,7 +9,8 @@ Writes, per run of bench/sweep.sh:
                           when the JSON holds a "torch_sdpa" anchor)
   stage_times.png         time per stage (quantize, estimate, attend) against dense, per length
                           and implementation
-  attend_vs_density.png   SALE's attend time / dense time against the kept-block density, with
+  attend_vs_density.png   attend time / dense time against the kept-block density (SALE masks and
+                          random caller masks), with
                           the ideal (= density) and the 1.15 x density goal
 Only the Python standard library and gnuplot (Debian: gnuplot-nox) are needed."""
 import glob
@@ -105,20 +106,21 @@ def main():
                        f"newhistogram 'dense', '{name}' using 5:xtic(1) title 'dense'"]
         script += ["unset multiplot"]
 
-    # 3. Attend time against density.
+    # 3. Attend time against density: SALE masks (density sweep) and random caller masks.
     plots = []
-    for i, (dev, es) in enumerate(sorted(by_device(runs, "density").items())):
-        dense = {e["seq"]: e["time_ms"] for e in es if e["method"] == "dense"}
-        rows = sorted((e["density"], e["attend_ms"] / dense[e["seq"]]) for e in es
-                      if e["method"] == "sale" and e["seq"] in dense)
-        if rows:
-            name = os.path.join(data, f"density_{i}.dat")
-            write_table(name, rows)
-            plots.append(f"'{name}' using 1:2 with linespoints pt 7 lw 2 title '{dev}'")
+    for kind, method, label, style in (("density", "sale", "SALE masks", "pt 7"), ("random", "random:", "random masks", "pt 5 dt 4")):
+        for i, (dev, es) in enumerate(sorted(by_device(runs, kind).items())):
+            dense = {e["seq"]: e["time_ms"] for e in es if e["method"] == "dense"}
+            rows = sorted((e["density"], e["attend_ms"] / dense[e["seq"]]) for e in es
+                          if e["method"].startswith(method) and e["seq"] in dense)
+            if rows:
+                name = os.path.join(data, f"{kind}_{i}.dat")
+                write_table(name, rows)
+                plots.append(f"'{name}' using 1:2 with linespoints {style} lw 2 title '{label}, {dev}'")
     if plots:
         script += [f"set output '{os.path.join(outdir, 'attend_vs_density.png')}'",
                    "set style data lines", "set key outside right",
-                   "set title 'Sparse attention time against density (16K, SALE masks at tau 0.001-0.128)'",
+                   "set title 'Sparse attention time against density (16K; SALE masks at tau 0.001-0.128, random masks)'",
                    "set xlabel 'kept-block density'", "set ylabel 'attend time / dense time'",
                    "set xrange [0:1]", "set yrange [0:*]",
                    "plot x with lines dt 2 lc rgb 'black' title 'ideal: density', "

@@ -94,7 +94,8 @@ static inline __attribute__((always_inline)) void accumulate_values(float16 acc[
         for (int jj = 0; jj < 16; ++jj) {
             const float16 vv = vload16(v, vp + jj * HEAD_DIM_PADDED);
             _Pragma("unroll") for (int r = 0; r < R; ++r)
-                a[r] = !masked || j0 + jj <= limit[r] ? fma((float16)(ps[r][jj]), vv, a[r]) : a[r];
+                if (!masked || j0 + jj <= limit[r])
+                    a[r] = fma((float16)(ps[r][jj]), vv, a[r]);
         }
         _Pragma("unroll") for (int r = 0; r < R; ++r)
             acc[r][v] = a[r];
@@ -158,7 +159,8 @@ __kernel void attention(ATTENTION_ARGS)
             _Pragma("unroll") for (int r = 0; r < R; ++r) {
                 if (partial)
                     s[r] = select(s[r], (float16)(-INFINITY), (int16)(j0) + lane > (int16)(limit[r]));
-                above |= s[r] > (float16)(m[r]);
+                /* a select on the comparison, not |=: oclgrind 21.10 loses lanes of the latter */
+                above = select(above, (int16)(-1), s[r] > (float16)(m[r]));
             }
             /* The running maximum moves only when a score exceeds it, which after the first
                chunks is rare: the horizontal maxima and the rescaling of the accumulators are

@@ -54,9 +54,11 @@ __kernel void token_mean(__global const STORAGE *x, long sb, long sh, long st, i
         float16 part = (float16)(0.0f);
         for (int t = t0; t < min(t0 + 64, len); ++t) {
             const float16 v = load_group(x, base + t * st, g);
-            const int16 finite = isfinite(v); /* -1 where finite */
+            /* selects on the test, not arithmetic on the mask: oclgrind 21.10 may give a set lane
+               of a combined mask as 1 instead of -1 */
+            const int16 finite = isfinite(v);
             part += select((float16)(0.0f), v, finite);
-            count -= finite;
+            count += select((int16)(0), (int16)(1), finite);
         }
         total += part;
     }
@@ -154,24 +156,4 @@ __kernel void quantize_k(__global const STORAGE *k, long sb, long sh, long st, i
         }
         corr[(long)hq * kv_len_padded] = hsum16(dot);
     }
-}
-
-/* Writes the key codes in the estimator's paired form (common.cl, PAIR_SHIFT) from the bytes that
-   quantize_k wrote: element (c, chunk * 16 + lane) holds channel c of keys chunk * 32 + lane and
-   chunk * 32 + 16 + lane. Global size: (kv_len_padded / 2, B*Hkv). */
-__kernel void pair_key_codes(int kv_len_padded, __global uchar *ws, long codes_at, long pairs_at)
-{
-    const int u = get_global_id(0), bhk = get_global_id(1), pair_stride = kv_len_padded / 2;
-    if (u >= pair_stride)
-        return;
-    const int j = u / 16 * 32 + u % 16;
-    __global const uchar *codes = ws + codes_at + k_codes_at_head(bhk, kv_len_padded) + j;
-    __global float *pairs = ws_f32(ws, pairs_at) + k_pairs_at_head(bhk, kv_len_padded) + u;
-    for (int p = 0; p < CODE_BYTES; ++p) {
-        const char first = as_char(codes[(long)p * kv_len_padded]), second = as_char(codes[(long)p * kv_len_padded + 16]);
-        pairs[(long)(2 * p) * pair_stride] = (float)code_low(first) + PAIR_SHIFT * (float)code_low(second);
-        pairs[(long)(2 * p + 1) * pair_stride] = (float)code_high(first) + PAIR_SHIFT * (float)code_high(second);
-    }
-    for (int c = 2 * CODE_BYTES; c < PAIR_CHANNELS; ++c)
-        pairs[(long)c * pair_stride] = 0.0f;
 }
