@@ -104,6 +104,16 @@ static inline long q_scales_at_row(long bh, int q_len, int row) { return (bh * q
 static inline long k_codes_at_head(long bhk, int kv_len_padded) { return bhk * CODE_BYTES * kv_len_padded; }
 static inline long k_scales_at_head(long bhk, int kv_len_padded) { return bhk * NUM_GROUPS * kv_len_padded; }
 
+/* The estimator's key pairs (clsa_quant_layout.k_pairs): keys j and j + 16 of a 32-key chunk in one
+   f32, code_j + PAIR_SHIFT * code_{j+16}. A channel group's products sum to at most 16 * 49 = 784
+   in magnitude, below PAIR_SHIFT / 2, so the two sums separate exactly (rint of the f32 sum over
+   PAIR_SHIFT is the upper one), and the packed sum stays below 2^24, exact in f32. */
+#define PAIR_SHIFT 2048.0f
+/* Channels of the key pairs: whole groups, so that the estimator's channel loop has a fixed trip
+   count; channels past HEAD_DIM are zero. */
+#define PAIR_CHANNELS (NUM_GROUPS * QUANT_GROUP)
+static inline long k_pairs_at_head(long bhk, int kv_len_padded) { return bhk * PAIR_CHANNELS * (kv_len_padded / 2); }
+
 /* The two codes of a byte, sign-extended (the low nibble is channel 2p). */
 static inline char code_low(char byte) { return (char)(byte << 4) >> 4; }
 static inline char code_high(char byte) { return byte >> 4; }

@@ -3,9 +3,9 @@
  * All scores are in log2 units, t = scale * log2(e) * q.k, so that exp2 gives softmax weights and
  * the Relative Attention Score test S~ >= m~ + ln(tau l~) reads t~ >= m2 + log2(tau * l).
  *
- * Defines: HEAD_DIM, CLSA_DTYPE, BLOCK_Q, BLOCK_K, EXACT (1: exact f32 scores, the oracle).
+ * Defines: HEAD_DIM, CLSA_DTYPE, BLOCK_Q, BLOCK_K, EST_ROWS (rows per register tile, divides
+ * BLOCK_Q), EXACT (1: exact f32 scores, the oracle).
  */
-#define EST_ROWS 16 /* query rows of one register tile; BLOCK_Q is a multiple */
 
 /* The local keys of a row end at its diagonal key d = i + kv_len - q_len when causal, and are
    centred on it otherwise: [d - local/2, d + local - local/2 - 1]. */
@@ -110,23 +110,115 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
 #define SCORE_ARGS
 #endif
 
+#define R EST_ROWS /* query rows of one register tile (host: 8 with 16-lane vectors, else 4) */
+#define CHUNK 32   /* keys per step: the two 16-key halves of a key-pair vector (PAIR_SHIFT) */
+
+#if EXACT
+/* Exact f32 scores (log2 units) of rows qv[g, g + R) against keys j0 .. j0 + 31, as two halves. */
+static inline __attribute__((always_inline)) void chunk_scores(const float qv[BLOCK_Q][HEAD_DIM], int g, __global const float *ktb, int kv_len_padded,
+                                int j0, float scale_log2e, float16 lo[R], float16 hi[R])
+{
+    _Pragma("unroll") for (int r = 0; r < R; ++r)
+        lo[r] = hi[r] = (float16)(0.0f);
+    for (int c = 0; c < HEAD_DIM; ++c) {
+        const float16 k_lo = vload16(0, ktb + (long)c * kv_len_padded + j0);
+        const float16 k_hi = vload16(0, ktb + (long)c * kv_len_padded + j0 + 16);
+        _Pragma("unroll") for (int r = 0; r < R; ++r) {
+            lo[r] = fma((float16)(qv[g + r][c]), k_lo, lo[r]);
+            hi[r] = fma((float16)(qv[g + r][c]), k_hi, hi[r]);
+        }
+    }
+    _Pragma("unroll") for (int r = 0; r < R; ++r) {
+        lo[r] *= scale_log2e;
+        hi[r] *= scale_log2e;
+    }
+}
+#else
+/* int4 estimates (log2 units) of rows g .. g + R - 1 against keys j0 .. j0 + 31, as two halves.
+   Per channel group, one f32 multiply-add per (row, channel) sums the products of both halves at
+   once on the paired key codes; the exact integer sums then separate (common.cl, PAIR_SHIFT) and
+   are scaled by the group's query and key scales into the estimate, which starts at the key's
+   correction. The f32 operations per (row, key) are those of a plain int16 sum, so the estimate
+   does not depend on the pairing. */
+static inline __attribute__((always_inline)) void chunk_scores(const float qv[BLOCK_Q][PAIR_CHANNELS], const float qscale[BLOCK_Q][NUM_GROUPS],
+                                int g, __global const float *pairs, __global const float *kscale,
+                                __global const float *corr, int kv_len_padded, int j0, float scale_log2e,
+                                float16 lo[R], float16 hi[R])
+{
+    const int pair_stride = kv_len_padded / 2;
+    const float16 corr_lo = vload16(0, corr + j0), corr_hi = vload16(0, corr + j0 + 16);
+    _Pragma("unroll") for (int r = 0; r < R; ++r) {
+        lo[r] = corr_lo;
+        hi[r] = corr_hi;
+    }
+    __global const float *kp = pairs + j0 / 2;
+    for (int gr = 0; gr < NUM_GROUPS; ++gr) {
+        float16 acc[R];
+        _Pragma("unroll") for (int r = 0; r < R; ++r)
+            acc[r] = (float16)(0.0f);
+        _Pragma("unroll") for (int cc = 0; cc < QUANT_GROUP; ++cc) {
+            const int c = gr * QUANT_GROUP + cc;
+            const float16 kv = vload16(0, kp + (long)c * pair_stride);
+            _Pragma("unroll") for (int r = 0; r < R; ++r)
+                acc[r] = fma((float16)(qv[g + r][c]), kv, acc[r]);
+        }
+        const float16 ks_lo = vload16(0, kscale + (long)gr * kv_len_padded + j0);
+        const float16 ks_hi = vload16(0, kscale + (long)gr * kv_len_padded + j0 + 16);
+        _Pragma("unroll") for (int r = 0; r < R; ++r) {
+            /* rint of the upper field: |acc / PAIR_SHIFT| < 785, so adding 1.5 * 2^23 in one
+               rounded fma and subtracting it again rounds to the nearest integer (ties to even),
+               exactly as rint does, in two instructions (PoCL's rint is a long software sequence). */
+            const float16 upper = fma(acc[r], (float16)(1.0f / PAIR_SHIFT), (float16)(12582912.0f)) - (float16)(12582912.0f);
+            const float16 lower = fma(upper, (float16)(-PAIR_SHIFT), acc[r]);
+            lo[r] = fma(lower * qscale[g + r][gr], ks_lo, lo[r]);
+            hi[r] = fma(upper * qscale[g + r][gr], ks_hi, hi[r]);
+        }
+    }
+    _Pragma("unroll") for (int r = 0; r < R; ++r) {
+        lo[r] *= scale_log2e;
+        hi[r] *= scale_log2e;
+    }
+}
+#endif
+
+/* One half (16 keys from k) of a row's values x with the lanes outside the block's keys [k0, k1]
+   or past the row's last visible key `limit` set to -inf, so that they take no part. Masks here
+   come only from plain comparisons and are combined by select: oclgrind 21.10 evaluates & and | of
+   two lane masks to 1 instead of -1, which would lose lanes. */
+static inline __attribute__((always_inline)) float16 hide_invisible(float16 x, int k, int k0, int k1, int limit)
+{
+    const int16 key = (int16)(k) + (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    x = select(x, (float16)(-INFINITY), key < (int16)(k0));
+    return select(x, (float16)(-INFINITY), key > (int16)(min(k1, limit)));
+}
+
+/* A half's margins over the row's threshold, t - thr, visible lanes only: +inf where t is not
+   finite (its size is unknown, so it passes). A block is kept when a margin is >= 0. */
+static inline __attribute__((always_inline)) float16 half_margin(float16 t, float thr, int k, int k0, int k1, int limit)
+{
+    const float16 margin = select(t - (float16)(thr), (float16)(INFINITY), isfinite(t) == (int16)(0));
+    return hide_invisible(margin, k, k0, k1, limit);
+}
+
 /*
  * One work-item per (batch, query head, query block): walks the key blocks in ascending order,
  * keeps the forced ones (sink, local, diagonal) and those where some element's estimate passes
  * its row's threshold, and writes the count and the index list. A block stops being evaluated at
- * its first passing element. An estimate that is not finite passes (a non-finite query or key:
- * its score is unknown, so it cannot be ruled small), and so does every estimate of a row whose
- * threshold is NaN.
+ * the first R-row by 32-key tile with a passing element. An estimate that is not finite passes (a
+ * non-finite query or key: its score is unknown, so it cannot be ruled small), and so does every
+ * estimate of a row whose threshold is NaN.
  * A row that sees a key but has no sink or local key (threshold +inf) takes its visible key with
  * the highest estimate e as its reference set: a first pass over the key blocks finds e, and the
  * row's threshold becomes e + min(log2 tau, 0), which that key's block always passes; without it
  * such a row kept no block at all and gave zeros.
+ * The block's query values (codes as f32 for SALE) sit in a private array, [BLOCK_Q][HEAD_DIM]
+ * f32, so each is converted once and then broadcast into the multiply-adds.
  * Global size: (num_q_blocks, B*Hq), local size 1.
  */
 __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,
                             float scale_log2e, int sink, int local_keys, int num_key_blocks,
                             __global const float *head_log2_tau, __global uchar *ws, long q_codes_at,
-                            long q_scales_at, long k_codes_at, long k_scales_at, long corr_at, long thr_at,
+                            long q_scales_at, long k_pairs_at, long k_scales_at, long corr_at, long thr_at,
                             __global int *mask_counts, long counts_at, __global int *mask_indices,
                             long indices_at SCORE_ARGS)
 {
@@ -163,9 +255,16 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     }
 #if EXACT
     __global const float *ktb = kt + kt_at + bhk * HEAD_DIM * kv_len_padded;
+    float qv[BLOCK_Q][HEAD_DIM];
+    for (int r = 0; r < BLOCK_Q; ++r) {
+        const int row = row_first + r;
+        const long qo = b * q_sb + h * q_sh + (long)row * q_st;
+        for (int c = 0; c < HEAD_DIM; ++c)
+            qv[r][c] = row < q_len ? load_elem(q, qo + c) : 0.0f;
+    }
+#define CHUNK_SCORES(g, j0, lo, hi) chunk_scores(qv, g, ktb, kv_len_padded, j0, scale_log2e, lo, hi)
 #else
-    char qc[BLOCK_Q][CODE_BYTES * 2];
-    float qscale[BLOCK_Q][NUM_GROUPS];
+    float qv[BLOCK_Q][PAIR_CHANNELS], qscale[BLOCK_Q][NUM_GROUPS];
     __global const uchar *qcodes = ws + q_codes_at;
     for (int r = 0; r < BLOCK_Q; ++r) {
         const int row = row_first + r;
@@ -173,15 +272,18 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
             qscale[r][gr] = row < q_len ? ws_f32(ws, q_scales_at)[q_scales_at_row(bh, q_len, row) + gr] : 0.0f;
         for (int p = 0; p < CODE_BYTES; ++p) {
             const char byte = row < q_len ? as_char(qcodes[q_codes_at_row(bh, q_len, row) + p]) : 0;
-            qc[r][2 * p] = code_low(byte);
-            qc[r][2 * p + 1] = code_high(byte);
+            qv[r][2 * p] = (float)code_low(byte);
+            qv[r][2 * p + 1] = (float)code_high(byte);
         }
+        for (int c = 2 * CODE_BYTES; c < PAIR_CHANNELS; ++c)
+            qv[r][c] = 0.0f;
     }
-    __global const uchar *kcodes = ws + k_codes_at + k_codes_at_head(bhk, kv_len_padded);
+    __global const float *pairs = ws_f32(ws, k_pairs_at) + k_pairs_at_head(bhk, kv_len_padded);
     __global const float *kscale = ws_f32(ws, k_scales_at) + k_scales_at_head(bhk, kv_len_padded);
     __global const float *corr = ws_f32(ws, corr_at) + (long)bh * kv_len_padded;
+#define CHUNK_SCORES(g, j0, lo, hi) \
+    chunk_scores(qv, qscale, g, pairs, kscale, corr, kv_len_padded, j0, scale_log2e, lo, hi)
 #endif
-    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 
     int count = 0;
     /* Pass 0 (only when some row has no reference set) finds each row's highest visible estimate;
@@ -190,60 +292,24 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
         for (int kb = 0; kb < kb_end; ++kb) {
             const int k0 = kb * BLOCK_K, k1 = k0 + BLOCK_K - 1;
             bool keep = pass == 1 && (dense_head || k0 < sink_end || (k1 >= forced_first && k0 <= forced_last));
-            for (int g = 0; !keep && g < BLOCK_Q && row_first + g < q_len; g += EST_ROWS) {
-                for (int j0 = k0; !keep && j0 <= min(k1, last_visible); j0 += 16) {
-#if EXACT
-                    float16 acc[EST_ROWS];
-                    for (int r = 0; r < EST_ROWS; ++r)
-                        acc[r] = (float16)(0.0f);
-                    float qrow[EST_ROWS][HEAD_DIM];
-                    for (int r = 0; r < EST_ROWS; ++r) {
-                        const int row = row_first + g + r;
-                        const long qo = b * q_sb + h * q_sh + (long)row * q_st;
-                        for (int c = 0; c < HEAD_DIM; ++c)
-                            qrow[r][c] = row < q_len ? load_elem(q, qo + c) : 0.0f;
-                    }
-                    for (int c = 0; c < HEAD_DIM; ++c) {
-                        const float16 kv = vload16(0, ktb + (long)c * kv_len_padded + j0);
-                        for (int r = 0; r < EST_ROWS; ++r)
-                            acc[r] = fma((float16)(qrow[r][c]), kv, acc[r]);
-                    }
-#else
-                    /* Per channel group an exact int16 sum (|sum| <= 49 * 16), scaled by the group's
-                       query and key scales into the f32 estimate, which starts at the correction. */
-                    const float16 cj = vload16(0, corr + j0);
-                    float16 est[EST_ROWS];
-                    for (int r = 0; r < EST_ROWS; ++r)
-                        est[r] = cj;
-                    for (int gr = 0; gr < NUM_GROUPS; ++gr) {
-                        short16 acc[EST_ROWS];
-                        for (int r = 0; r < EST_ROWS; ++r)
-                            acc[r] = (short16)(0);
-                        for (int p = gr * QUANT_GROUP / 2; p < min((gr + 1) * QUANT_GROUP / 2, CODE_BYTES); ++p) {
-                            const uchar16 packed = vload16(0, kcodes + (long)p * kv_len_padded + j0);
-                            const short16 klo = convert_short16(as_char16(packed << (uchar16)(4)) >> (char16)(4));
-                            const short16 khi = convert_short16(as_char16(packed) >> (char16)(4));
-                            for (int r = 0; r < EST_ROWS; ++r)
-                                acc[r] += (short)qc[g + r][2 * p] * klo + (short)qc[g + r][2 * p + 1] * khi;
-                        }
-                        const float16 ks = vload16(0, kscale + (long)gr * kv_len_padded + j0);
-                        for (int r = 0; r < EST_ROWS; ++r)
-                            est[r] = fma(convert_float16(acc[r]) * qscale[g + r][gr], ks, est[r]);
-                    }
-#endif
-                    const int16 key = (int16)(j0) + lane;
-                    for (int r = 0; r < EST_ROWS; ++r) {
-#if EXACT
-                        const float16 t = acc[r] * scale_log2e;
-#else
-                        const float16 t = est[r] * scale_log2e;
-#endif
-                        const int16 visible = key <= (int16)(limit[g + r]);
+            for (int g = 0; !keep && g < BLOCK_Q && row_first + g < q_len; g += R) {
+                /* A block of 16 keys is one half of its 32-key chunk. */
+                for (int j0 = k0 / CHUNK * CHUNK; !keep && j0 <= min(k1, last_visible); j0 += CHUNK) {
+                    float16 lo[R], hi[R];
+                    CHUNK_SCORES(g, j0, lo, hi);
+                    /* Pass 0 raises each row's best visible estimate (fmax leaves NaN out); pass 1
+                       keeps the block when a visible margin is >= 0, tested once per tile on the
+                       lane-wise maximum over its rows. */
+                    float16 widest = (float16)(-INFINITY);
+                    _Pragma("unroll") for (int r = 0; r < R; ++r) {
                         if (pass == 0)
-                            best[g + r] = fmax(best[g + r], hmax16(select((float16)(-INFINITY), t, visible)));
+                            best[g + r] = fmax(best[g + r], hmax16(fmax(hide_invisible(lo[r], j0, k0, k1, limit[g + r]),
+                                                                        hide_invisible(hi[r], j0 + 16, k0, k1, limit[g + r]))));
                         else
-                            keep = keep || any((t >= (float16)(thr[g + r]) || isfinite(t) == (int16)(0)) && visible);
+                            widest = fmax(widest, fmax(half_margin(lo[r], thr[g + r], j0, k0, k1, limit[g + r]),
+                                                       half_margin(hi[r], thr[g + r], j0 + 16, k0, k1, limit[g + r])));
                     }
+                    keep = any(widest >= (float16)(0.0f));
                 }
             }
             if (keep)

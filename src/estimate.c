@@ -6,9 +6,13 @@
 clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sp,
                                clsa_estimate_stage *out)
 {
-    char extra[128];
-    snprintf(extra, sizeof extra, "-DBLOCK_Q=%d -DBLOCK_K=%d -DEXACT=%d", sp->block_q, sp->block_k,
-             sp->method == CLSA_METHOD_SALE_EXACT ? 1 : 0);
+    /* Rows per register tile: 8 rows of 16-lane accumulators fill most of AVX-512's 32 vector
+       registers; with narrower native vectors (AVX2: a float16 is two registers of 16) 4 rows keep
+       the tile in registers. */
+    const int est_rows = ctx->caps.native_float_width >= 16 ? 8 : 4;
+    char extra[160];
+    snprintf(extra, sizeof extra, "-DBLOCK_Q=%d -DBLOCK_K=%d -DEST_ROWS=%d -DEXACT=%d", sp->block_q, sp->block_k,
+             est_rows, sp->method == CLSA_METHOD_SALE_EXACT ? 1 : 0);
     const char *const names[2] = {"row_threshold", "estimate_mask"};
     cl_kernel *const kernels[2] = {&out->row_threshold, &out->estimate_mask};
     return clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, extra, names, kernels, 2);
@@ -55,7 +59,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     if (st)
         return st;
 
-    cl_long q_codes = (cl_long)L->q_codes, q_scales = (cl_long)L->q_scales, k_codes = (cl_long)L->k_codes;
+    cl_long q_codes = (cl_long)L->q_codes, q_scales = (cl_long)L->q_scales, k_pairs = (cl_long)L->k_pairs;
     cl_long k_scales = (cl_long)L->k_scales, corr = (cl_long)L->k_correction;
     cl_long kt_at = (cl_long)(plan->kv.kt_offset / 4);
     a = (clsa_args){stage->estimate_mask, 0, CL_SUCCESS};
@@ -73,7 +77,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     CLSA_ARG(&a, workspace);
     CLSA_ARG(&a, q_codes);
     CLSA_ARG(&a, q_scales);
-    CLSA_ARG(&a, k_codes);
+    CLSA_ARG(&a, k_pairs);
     CLSA_ARG(&a, k_scales);
     CLSA_ARG(&a, corr);
     CLSA_ARG(&a, thr);

@@ -22,6 +22,7 @@ typedef struct clsa_device_caps {
     cl_ulong local_mem_size;
     cl_ulong max_mem_alloc;
     size_t max_work_group_size;
+    cl_uint native_float_width; /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 with AVX-512, 8 with AVX2 */
     bool has_fp64;
 } clsa_device_caps;
 
@@ -167,7 +168,7 @@ void clsa_attention_release(clsa_attention_stage *stage);
 
 /* The quantization stage (quantize.c). */
 typedef struct clsa_quantize_stage {
-    cl_kernel token_mean, quantize_q, quantize_k;
+    cl_kernel token_mean, quantize_q, quantize_k, pair_key_codes;
 } clsa_quantize_stage;
 clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_quantize_stage *out);
 clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,

@@ -5,9 +5,9 @@
 
 clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_quantize_stage *out)
 {
-    const char *const names[3] = {"token_mean", "quantize_q", "quantize_k"};
-    cl_kernel *const kernels[3] = {&out->token_mean, &out->quantize_q, &out->quantize_k};
-    return clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, "", names, kernels, 3);
+    const char *const names[4] = {"token_mean", "quantize_q", "quantize_k", "pair_key_codes"};
+    cl_kernel *const kernels[4] = {&out->token_mean, &out->quantize_q, &out->quantize_k, &out->pair_key_codes};
+    return clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, "", names, kernels, 4);
 }
 
 static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, cl_mem workspace, cl_mem x,
@@ -35,7 +35,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
     const clsa_shape *s = &plan->shape;
     const clsa_quant_layout *L = &plan->quant;
     const clsa_quantize_stage *stage = &plan->quantize;
-    cl_event means[2] = {NULL, NULL}, q_done = NULL;
+    cl_event means[2] = {NULL, NULL}, q_done = NULL, k_done = NULL;
     clsa_status st = enqueue_mean(plan, queue, workspace, q, &plan->q, L->q_mean, num_wait, wait_list, &means[0]);
     if (!st)
         st = enqueue_mean(plan, queue, workspace, k, &plan->k, L->k_mean, num_wait, wait_list, &means[1]);
@@ -78,8 +78,22 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
         CLSA_ARG(&a, corr);
         size_t global[2] = {(size_t)L->kv_len_padded, (size_t)(s->batch * s->kv_heads)};
         st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting quantize_k argument %u", a.index - 1)
-                   : clsa_enqueue(plan, queue, stage->quantize_k, "quantize_k", global, local, 3, deps, out);
+                   : clsa_enqueue(plan, queue, stage->quantize_k, "quantize_k", global, local, 3, deps, &k_done);
     }
+    if (!st) {
+        /* The key codes in the estimator's paired form (cl/common.cl, PAIR_SHIFT). */
+        cl_long pairs = (cl_long)L->k_pairs;
+        clsa_args a = {stage->pair_key_codes, 0, CL_SUCCESS};
+        CLSA_ARG(&a, padded);
+        CLSA_ARG(&a, workspace);
+        CLSA_ARG(&a, k_codes);
+        CLSA_ARG(&a, pairs);
+        size_t global[2] = {(size_t)L->kv_len_padded / 2, (size_t)(s->batch * s->kv_heads)};
+        st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting pair_key_codes argument %u", a.index - 1)
+                   : clsa_enqueue(plan, queue, stage->pair_key_codes, "pair_key_codes", global, local, 1, &k_done, out);
+    }
+    if (k_done)
+        clReleaseEvent(k_done);
     for (int i = 0; i < 2; ++i)
         if (means[i])
             clReleaseEvent(means[i]);
@@ -90,8 +104,8 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
 
 void clsa_quantize_release(clsa_quantize_stage *stage)
 {
-    cl_kernel *all[3] = {&stage->token_mean, &stage->quantize_q, &stage->quantize_k};
-    for (int i = 0; i < 3; ++i)
+    cl_kernel *all[4] = {&stage->token_mean, &stage->quantize_q, &stage->quantize_k, &stage->pair_key_codes};
+    for (int i = 0; i < 4; ++i)
         if (*all[i]) {
             clReleaseKernel(*all[i]);
             *all[i] = NULL;

@@ -342,16 +342,19 @@ static void test_entry_with_trailing_bytes_is_rebuilt(void **state)
     char names[MAX_ENTRIES][512];
     run_once_in(dir, 24);
     assert_int_equal(list_entries(dir, names, MAX_ENTRIES), 2);
-    struct stat before, after;
-    assert_int_equal(stat(names[0], &before), 0);
     FILE *f = fopen(names[0], "ab");
     assert_non_null(f);
     assert_int_equal(fwrite("trailing", 1, 8, f), 8);
     fclose(f);
+    assert_false(entry_is_valid(names[0]));
     run_once_in(dir, 24);
-    assert_int_equal(stat(names[0], &after), 0);
-    assert_int_equal(after.st_size, before.st_size);
+    /* Rewritten, valid, and without the appended bytes. Not "the same size as before": Intel's
+       runtime may return a binary a few bytes longer or shorter on a rebuild in the same process. */
     assert_true(entry_is_valid(names[0]));
+    size_t size = 0;
+    unsigned char *bytes = read_file(names[0], &size);
+    assert_true(size < 8 || memcmp(bytes + size - 8, "trailing", 8) != 0);
+    free(bytes);
 }
 
 /* Item 4 of issue 8: the cache is off, with a message naming the directory, in a directory that
