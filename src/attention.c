@@ -78,7 +78,12 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
     if (ctx->style == CLSA_STYLE_CPU) {
         out->rows_per_group = (size_t)t.cpu_rows_per_item;
         out->local_size = (size_t)t.cpu_local_size;
-        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d", sparse, t.cpu_rows_per_item);
+        /* Dense key tiles of about 512 KiB of K and V (f32), a size that stays in the L2 cache of
+           current CPUs (1-2 MiB per core) next to the rows' own state. */
+        const int64_t padded_dim = (shape->head_dim + 15) / 16 * 16;
+        const int key_tile = (int)(65536 / padded_dim) / 16 * 16 > 16 ? (int)(65536 / padded_dim) / 16 * 16 : 16;
+        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d -DKEY_TILE=%d", sparse,
+                 t.cpu_rows_per_item, key_tile);
     } else {
         const int key_tile = shape->head_dim > 128 ? 16 : t.gpu_key_tile;
         size_t local_bytes = 2 * (size_t)key_tile * (size_t)shape->head_dim * sizeof(float);
