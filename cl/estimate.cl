@@ -111,6 +111,13 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
 #endif
 
 #define R EST_ROWS /* query rows of one register tile (host: 8 with 16-lane vectors, else 4) */
+/* Key blocks per cache tile: about 512 KiB of key data (2 bytes per key and channel in the pairs,
+   4 in the oracle's f32 K^T). */
+#if EXACT
+#define KB_TILE max(1, 131072 / (HEAD_DIM * BLOCK_K))
+#else
+#define KB_TILE max(1, 262144 / (PAIR_CHANNELS * BLOCK_K))
+#endif
 #define CHUNK 32   /* keys per step: the two 16-key halves of a key-pair vector (PAIR_SHIFT) */
 
 #if EXACT
@@ -222,7 +229,11 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
                             __global int *mask_counts, long counts_at, __global int *mask_indices,
                             long indices_at SCORE_ARGS)
 {
-    const int qb = get_global_id(0), bh = get_global_id(1);
+    /* Work-items past the last query block (the global size is a multiple of the local size)
+       take part in the barriers and do nothing else. */
+    const int num_q_blocks = (q_len + BLOCK_Q - 1) / BLOCK_Q;
+    const int qb = min((int)get_global_id(0), num_q_blocks - 1), bh = get_global_id(1);
+    const bool active = (int)get_global_id(0) < num_q_blocks;
     const int b = bh / q_heads, h = bh - b * q_heads, hk = h / group;
     const long bhk = (long)b * (q_heads / group) + hk;
     const int row_first = qb * BLOCK_Q, row_last = min(row_first + BLOCK_Q, q_len) - 1;
@@ -232,7 +243,13 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
 
     /* Visible key blocks, and the forced key range of the block's rows. */
     const int last_visible = causal ? min(diag_last, kv_len - 1) : kv_len - 1;
-    const int kb_end = last_visible < 0 ? 0 : last_visible / BLOCK_K + 1;
+    const int kb_end = last_visible < 0 || !active ? 0 : last_visible / BLOCK_K + 1;
+    /* The key blocks the work-group's query blocks see, for the uniform tile loop: those of its
+       last query block (causal rows see more keys further down; otherwise all see all). */
+    const int group_last_qb = min((int)((get_group_id(0) + 1) * get_local_size(0)), num_q_blocks) - 1;
+    const int group_last_visible = causal ? min(min(group_last_qb * BLOCK_Q + BLOCK_Q, q_len) - 1 + kv_len - q_len, kv_len - 1)
+                                          : kv_len - 1;
+    const int group_kb_end = group_last_visible < 0 ? 0 : group_last_visible / BLOCK_K + 1;
     const int sink_end = min(sink, kv_len);
     /* Local keys of every row, and the diagonal keys even when local is 0. */
     const int forced_first = max(min(local_first(diag_first, local_keys, causal), diag_first), 0);
@@ -285,40 +302,55 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     chunk_scores(qv, qscale, g, pairs, kscale, corr, kv_len_padded, j0, scale_log2e, lo, hi)
 #endif
 
+    /* Pass 0 (only when some row of the work-group has no reference set) finds each row's
+       highest visible estimate; pass 1 decides. The passes and key tiles are the same for every
+       work-item of the group, which meet at a barrier after each tile of KB_TILE key blocks
+       (about 512 KiB of key data): the group's adjacent query blocks then read a tile while it is
+       in cache, instead of each streaming all keys from memory. */
+    __local int group_needs_reference;
+    if (get_local_id(0) == 0)
+        group_needs_reference = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (need_reference && active)
+        atomic_or(&group_needs_reference, 1);
+    barrier(CLK_LOCAL_MEM_FENCE);
     int count = 0;
-    /* Pass 0 (only when some row has no reference set) finds each row's highest visible estimate;
-       pass 1 decides. */
-    for (int pass = need_reference ? 0 : 1; pass < 2; ++pass) {
-        for (int kb = 0; kb < kb_end; ++kb) {
-            const int k0 = kb * BLOCK_K, k1 = k0 + BLOCK_K - 1;
-            bool keep = pass == 1 && (dense_head || k0 < sink_end || (k1 >= forced_first && k0 <= forced_last));
-            for (int g = 0; !keep && g < BLOCK_Q && row_first + g < q_len; g += R) {
-                /* A block of 16 keys is one half of its 32-key chunk. */
-                for (int j0 = k0 / CHUNK * CHUNK; !keep && j0 <= min(k1, last_visible); j0 += CHUNK) {
-                    float16 lo[R], hi[R];
-                    CHUNK_SCORES(g, j0, lo, hi);
-                    /* Pass 0 raises each row's best visible estimate (fmax leaves NaN out); pass 1
-                       keeps the block when a visible margin is >= 0, tested once per tile on the
-                       lane-wise maximum over its rows. */
-                    float16 widest = (float16)(-INFINITY);
-                    _Pragma("unroll") for (int r = 0; r < R; ++r) {
-                        if (pass == 0)
-                            best[g + r] = fmax(best[g + r], hmax16(fmax(hide_invisible(lo[r], j0, k0, k1, limit[g + r]),
-                                                                        hide_invisible(hi[r], j0 + 16, k0, k1, limit[g + r]))));
-                        else
-                            widest = fmax(widest, fmax(half_margin(lo[r], thr[g + r], j0, k0, k1, limit[g + r]),
-                                                       half_margin(hi[r], thr[g + r], j0 + 16, k0, k1, limit[g + r])));
+    for (int pass = group_needs_reference ? 0 : 1; pass < 2; ++pass) {
+        const int my_kb_end = pass == 0 && !need_reference ? 0 : kb_end;
+        for (int tile = 0; tile < group_kb_end; tile += KB_TILE) {
+            for (int kb = tile; kb < min(tile + KB_TILE, my_kb_end); ++kb) {
+                const int k0 = kb * BLOCK_K, k1 = k0 + BLOCK_K - 1;
+                bool keep = pass == 1 && (dense_head || k0 < sink_end || (k1 >= forced_first && k0 <= forced_last));
+                for (int g = 0; !keep && g < BLOCK_Q && row_first + g < q_len; g += R) {
+                    /* A block of 16 keys is one half of its 32-key chunk. */
+                    for (int j0 = k0 / CHUNK * CHUNK; !keep && j0 <= min(k1, last_visible); j0 += CHUNK) {
+                        float16 lo[R], hi[R];
+                        CHUNK_SCORES(g, j0, lo, hi);
+                        /* Pass 0 raises each row's best visible estimate (fmax leaves NaN out); pass 1
+                           keeps the block when a visible margin is >= 0, tested once per tile on the
+                           lane-wise maximum over its rows. */
+                        float16 widest = (float16)(-INFINITY);
+                        _Pragma("unroll") for (int r = 0; r < R; ++r) {
+                            if (pass == 0)
+                                best[g + r] = fmax(best[g + r], hmax16(fmax(hide_invisible(lo[r], j0, k0, k1, limit[g + r]),
+                                                                            hide_invisible(hi[r], j0 + 16, k0, k1, limit[g + r]))));
+                            else
+                                widest = fmax(widest, fmax(half_margin(lo[r], thr[g + r], j0, k0, k1, limit[g + r]),
+                                                           half_margin(hi[r], thr[g + r], j0 + 16, k0, k1, limit[g + r])));
+                        }
+                        keep = any(widest >= (float16)(0.0f));
                     }
-                    keep = any(widest >= (float16)(0.0f));
                 }
+                if (keep)
+                    list[count++] = kb;
             }
-            if (keep)
-                list[count++] = kb;
+            barrier(CLK_GLOBAL_MEM_FENCE);
         }
         if (pass == 0)
             for (int r = 0; r < BLOCK_Q; ++r)
                 if (thr[r] == INFINITY && limit[r] >= 0)
                     thr[r] = best[r] + fmin(head_log2_tau[h], 0.0f);
     }
-    mask_counts[counts_at + mask_row] = count;
+    if (active)
+        mask_counts[counts_at + mask_row] = count;
 }

@@ -93,7 +93,8 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting estimate_mask argument %u", a.index - 1);
     }
     size_t global2[2] = {(size_t)plan->mask.num_q_blocks, (size_t)(s->batch * s->q_heads)};
-    size_t local2[2] = {1, 1};
+    /* Work-groups of 4 adjacent query blocks share each key tile in cache (cl/estimate.cl). */
+    size_t local2[2] = {CLSA_PRIVATE_LOCAL, 1};
     st = clsa_enqueue(plan, queue, stage->estimate_mask, "estimate_mask", global2, local2, 1, &thr_done, out);
     clReleaseEvent(thr_done);
     return st;
