@@ -220,7 +220,7 @@ static inline __attribute__((always_inline)) float16 half_margin(float16 t, floa
  * such a row kept no block at all and gave zeros.
  * The block's query values (codes as f32 for SALE) sit in a private array, [BLOCK_Q][HEAD_DIM]
  * f32, so each is converted once and then broadcast into the multiply-adds.
- * Global size: (num_q_blocks, B*Hq), local size 1.
+ * Global size: (num_q_blocks rounded up to the local size, B*Hq), local size (4, 1).
  */
 __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,
                             float scale_log2e, int sink, int local_keys, int num_key_blocks,
@@ -247,8 +247,7 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     /* The key blocks the work-group's query blocks see, for the uniform tile loop: those of its
        last query block (causal rows see more keys further down; otherwise all see all). */
     const int group_last_qb = min((int)((get_group_id(0) + 1) * get_local_size(0)), num_q_blocks) - 1;
-    const int group_last_visible = causal ? min(min(group_last_qb * BLOCK_Q + BLOCK_Q, q_len) - 1 + kv_len - q_len, kv_len - 1)
-                                          : kv_len - 1;
+    const int group_last_visible = last_visible_key(min(group_last_qb * BLOCK_Q + BLOCK_Q, q_len) - 1, q_len, kv_len, causal);
     const int group_kb_end = group_last_visible < 0 ? 0 : group_last_visible / BLOCK_K + 1;
     const int sink_end = min(sink, kv_len);
     /* Local keys of every row, and the diagonal keys even when local is 0. */
@@ -264,7 +263,7 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     __global const float *thr_row = ws_f32(ws, thr_at) + (long)bh * q_len;
     for (int r = 0; r < BLOCK_Q; ++r) {
         const int row = row_first + r;
-        limit[r] = row < q_len ? (causal ? min(row + kv_len - q_len, kv_len - 1) : kv_len - 1) : -1;
+        limit[r] = last_visible_key(row, q_len, kv_len, causal);
         thr[r] = row < q_len ? thr_row[row] : INFINITY;
         thr[r] = isnan(thr[r]) ? -INFINITY : thr[r];
         need_reference = need_reference || (!dense_head && thr[r] == INFINITY && limit[r] >= 0);
