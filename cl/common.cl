@@ -113,6 +113,11 @@ static inline long k_scales_at_head(long bhk, int kv_len_padded) { return bhk * 
    count; channels past HEAD_DIM are zero. */
 #define PAIR_CHANNELS (NUM_GROUPS * QUANT_GROUP)
 static inline long k_pairs_at_head(long bhk, int kv_len_padded) { return bhk * PAIR_CHANNELS * (kv_len_padded / 2); }
+/* A head's pairs are chunk-major: the PAIR_CHANNELS x 16 floats of one 32-key chunk are
+   contiguous (8 KiB at head_dim 128), channel after channel. Channel-major rows of kv_len_padded / 2
+   floats would put a chunk's channels a power of two apart from one another: all in one cache set,
+   more lines than the L1 and L2 have ways. Element (c, u) is channel c of pair u = chunk*16 + lane. */
+static inline long k_pair_index(int c, int u) { return ((long)(u >> 4) * PAIR_CHANNELS + c) * 16 + (u & 15); }
 
 /* The two codes of a byte, sign-extended (the low nibble is channel 2p). */
 static inline char code_low(char byte) { return (char)(byte << 4) >> 4; }

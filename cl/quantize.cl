@@ -159,8 +159,8 @@ __kernel void quantize_k(__global const STORAGE *k, long sb, long sh, long st, i
 }
 
 /* Writes the key codes in the estimator's paired form (common.cl, PAIR_SHIFT) from the bytes that
-   quantize_k wrote: element (c, chunk * 16 + lane) holds channel c of keys chunk * 32 + lane and
-   chunk * 32 + 16 + lane. Global size: (kv_len_padded / 2, B*Hkv). */
+   quantize_k wrote: element (c, chunk * 16 + lane) (common.cl, k_pair_index) holds channel c of keys
+   chunk * 32 + lane and chunk * 32 + 16 + lane. Global size: (kv_len_padded / 2, B*Hkv). */
 __kernel void pair_key_codes(int kv_len_padded, __global uchar *ws, long codes_at, long pairs_at)
 {
     const int u = get_global_id(0), bhk = get_global_id(1), pair_stride = kv_len_padded / 2;
@@ -170,12 +170,12 @@ __kernel void pair_key_codes(int kv_len_padded, __global uchar *ws, long codes_a
        --uninitialized cannot run (it stops the work-item). */
     const int j = ((u >> 4) << 5) | (u & 15);
     __global const uchar *codes = ws + codes_at + k_codes_at_head(bhk, kv_len_padded) + j;
-    __global float *pairs = ws_f32(ws, pairs_at) + k_pairs_at_head(bhk, kv_len_padded) + u;
+    __global float *pairs = ws_f32(ws, pairs_at) + k_pairs_at_head(bhk, kv_len_padded);
     for (int p = 0; p < CODE_BYTES; ++p) {
         const char first = as_char(codes[(long)p * kv_len_padded]), second = as_char(codes[(long)p * kv_len_padded + 16]);
-        pairs[(long)(2 * p) * pair_stride] = (float)code_low(first) + PAIR_SHIFT * (float)code_low(second);
-        pairs[(long)(2 * p + 1) * pair_stride] = (float)code_high(first) + PAIR_SHIFT * (float)code_high(second);
+        pairs[k_pair_index(2 * p, u)] = (float)code_low(first) + PAIR_SHIFT * (float)code_low(second);
+        pairs[k_pair_index(2 * p + 1, u)] = (float)code_high(first) + PAIR_SHIFT * (float)code_high(second);
     }
     for (int c = 2 * CODE_BYTES; c < PAIR_CHANNELS; ++c)
-        pairs[(long)c * pair_stride] = 0.0f;
+        pairs[k_pair_index(c, u)] = 0.0f;
 }

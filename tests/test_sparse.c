@@ -139,7 +139,8 @@ static void check_quantization(clsa_context *ctx, clsa_shape s)
     assert_true(worst_mean <= 1e-5);
     assert_true(worst_corr <= 1e-5);
     /* The estimator's paired key codes: channel c of keys j and j + 16 of each 32-key chunk as
-       code_j + 2048 * code_{j+16}, exactly, and 0 on the channels past the codes. */
+       code_j + 2048 * code_{j+16}, exactly, and 0 on the channels past the codes; chunk-major,
+       the chunk's channels of 16 pairs each one after another. */
     const int64_t PC = NG * GC, half = Lkp / 2;
     float *pairs = harness_read_buffer(b.queue, ws, L.k_pairs, (size_t)(bk * PC * half) * 4);
     for (int64_t bh = 0; bh < bk; ++bh)
@@ -149,9 +150,10 @@ static void check_quantization(clsa_context *ctx, clsa_shape s)
                 const float want = c >= L.head_dim_even ? 0.0f
                                    : (float)nibble(kcodes[(bh * CB + c / 2) * Lkp + j], (int)(c & 1)) +
                                          2048.0f * (float)nibble(kcodes[(bh * CB + c / 2) * Lkp + j + 16], (int)(c & 1));
-                if (pairs[(bh * PC + c) * half + u] != want)
+                const float got = pairs[bh * PC * half + ((u / 16) * PC + c) * 16 + u % 16];
+                if (got != want)
                     fail_msg("k pairs head %lld channel %lld lane %lld: %g, want %g", (long long)bh, (long long)c,
-                             (long long)u, (double)pairs[(bh * PC + c) * half + u], (double)want);
+                             (long long)u, (double)got, (double)want);
             }
     free(pairs);
     free(qmean), free(kmean), free(qcodes), free(qscales), free(kcodes), free(kscales), free(corr);

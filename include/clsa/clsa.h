@@ -480,11 +480,12 @@ typedef struct clsa_quant_layout {
         with no sink or local key (clsa_estimate_mask then uses its highest estimate), NaN when
         one of their scores is not finite */
     size_t row_threshold;
-    /** f32 [B*Hkv][groups*group_channels][kv_len_padded/2]: the key codes in the estimator's form
-        (channels past head_dim are 0). Keys
-        j and j+16 of each 32-key chunk share one f32, code_j + 2048 * code_{j+16} (element
-        (c, chunk*16 + lane) for key chunk*32 + lane), so that one f32 multiply-add makes two
-        int4 products; a channel group's sums stay exact integers (|sum| <= 16*49 < 1024) */
+    /** f32 [B*Hkv][kv_len_padded/32][groups*group_channels][16]: the key codes in the
+        estimator's form, one 32-key chunk after another (channels past head_dim are 0). Keys
+        j and j+16 of a chunk share one f32, code_j + 2048 * code_{j+16} (lane j - chunk*32 of the
+        chunk's channel), so that one f32 multiply-add makes two int4 products; a channel group's
+        sums stay exact integers (|sum| <= 16*49 < 1024). Chunk-major keeps a chunk's channels
+        contiguous instead of a power of two apart (one cache set) */
     size_t k_pairs;
 } clsa_quant_layout;
 
