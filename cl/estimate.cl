@@ -18,6 +18,8 @@ static inline int local_last(int diag, int local_keys, int causal)
     return causal ? diag : diag + local_keys - local_keys / 2 - 1;
 }
 
+#define THRESHOLD_KEYS 8 /* keys scored at once by row_threshold */
+
 /*
  * Per query row: m2 = max and l = sum of exp2(t - m2) over the row's sink and local keys, both
  * exact in f32, and the threshold m2 + log2(tau_h * l). The 16 rows of a work-item are the 16
@@ -66,20 +68,33 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     const long kbase = b * k_sb + hk * k_sh;
     for (int pass = 0; pass < 2; ++pass) {
         const int first = pass == 0 ? 0 : span_first, last = pass == 0 ? sink_end - 1 : span_last;
-        for (int j = first; j <= last; ++j) {
-            float16 t = (float16)(0.0f);
-            const long ko = kbase + (long)j * k_st;
-            for (int c = 0; c < HEAD_DIM; ++c)
-                t = fma(vload16(0, qt[c]), (float16)(load_elem(k, ko + c)), t);
-            /* Pass 0 holds sink keys, pass 1 local keys (past the sink, so none counts twice). */
-            const int16 member = pass == 0 ? ((int16)(j) <= limit) : ((int16)(j) >= lo && (int16)(j) <= hi);
-            nonfinite |= member & (isfinite(t) == (int16)(0));
-            t = select((float16)(-INFINITY), t, member);
-            const float16 m_new = fmax(m, t);
-            const int16 seen = m_new != (float16)(-INFINITY);
-            const float16 safe = select((float16)(0.0f), m_new, seen);
-            l = select(l, l * exp2(m - safe) + exp2(t - safe), seen);
-            m = m_new;
+        /* THRESHOLD_KEYS keys at a time: each key's score is a chain of HEAD_DIM dependent
+           multiply-adds, and one chain at a time left the core waiting on their latency. Keys
+           past `last` are computed on key `last` (in bounds) and left out by `member`. */
+        for (int j0 = first; j0 <= last; j0 += THRESHOLD_KEYS) {
+            float16 t[THRESHOLD_KEYS];
+            long ko[THRESHOLD_KEYS];
+            _Pragma("unroll") for (int u = 0; u < THRESHOLD_KEYS; ++u) {
+                t[u] = (float16)(0.0f);
+                ko[u] = kbase + (long)min(j0 + u, last) * k_st;
+            }
+            for (int c = 0; c < HEAD_DIM; ++c) {
+                const float16 qc = vload16(0, qt[c]);
+                _Pragma("unroll") for (int u = 0; u < THRESHOLD_KEYS; ++u)
+                    t[u] = fma(qc, (float16)(load_elem(k, ko[u] + c)), t[u]);
+            }
+            for (int u = 0; u < THRESHOLD_KEYS && j0 + u <= last; ++u) {
+                const int j = j0 + u;
+                /* Pass 0 holds sink keys, pass 1 local keys (past the sink, so none counts twice). */
+                const int16 member = pass == 0 ? ((int16)(j) <= limit) : ((int16)(j) >= lo && (int16)(j) <= hi);
+                nonfinite |= member & (isfinite(t[u]) == (int16)(0));
+                const float16 tm = select((float16)(-INFINITY), t[u], member);
+                const float16 m_new = fmax(m, tm);
+                const int16 seen = m_new != (float16)(-INFINITY);
+                const float16 safe = select((float16)(0.0f), m_new, seen);
+                l = select(l, l * exp2(m - safe) + exp2(tm - safe), seen);
+                m = m_new;
+            }
         }
     }
     float16 shift = (float16)(0.0f);
@@ -152,20 +167,19 @@ static inline __attribute__((always_inline)) void chunk_scores(const float qv[BL
                                 __global const float *corr, int kv_len_padded, int j0, float scale_log2e,
                                 float16 lo[R], float16 hi[R])
 {
-    const int pair_stride = kv_len_padded / 2;
     const float16 corr_lo = vload16(0, corr + j0), corr_hi = vload16(0, corr + j0 + 16);
     _Pragma("unroll") for (int r = 0; r < R; ++r) {
         lo[r] = corr_lo;
         hi[r] = corr_hi;
     }
-    __global const float *kp = pairs + j0 / 2;
+    __global const float *kp = pairs + k_pair_index(0, j0 / 2); /* the chunk's contiguous pairs */
     for (int gr = 0; gr < NUM_GROUPS; ++gr) {
         float16 acc[R];
         _Pragma("unroll") for (int r = 0; r < R; ++r)
             acc[r] = (float16)(0.0f);
         _Pragma("unroll") for (int cc = 0; cc < QUANT_GROUP; ++cc) {
             const int c = gr * QUANT_GROUP + cc;
-            const float16 kv = vload16(0, kp + (long)c * pair_stride);
+            const float16 kv = vload16(c, kp);
             _Pragma("unroll") for (int r = 0; r < R; ++r)
                 acc[r] = fma((float16)(qv[g + r][c]), kv, acc[r]);
         }
