@@ -9,7 +9,7 @@
 /*
  * Parameter table per kernel style. CPU: 16 query rows per work-item against 16-key float16
  * chunks (a 16 x 16 register tile: 16 accumulators + 1 load fit AVX-512's 32 registers), local
- * size 4; on PoCL (2-core EPYC) this beat 8 rows and local sizes 1, 2, 8 and 16 at seq 4096,
+ * size 4 (dense: at least 4, see dense_cpu_local_size); on PoCL (2-core EPYC) this beat 8 rows and local sizes 1, 2, 8 and 16 at seq 4096,
  * head_dim 128 (about 75 against 65 GFLOP/s; bench/RESULTS.md). GPU: one query row per
  * work-item, 64 rows per group, with the key tile halved above head_dim 128 so the K and V
  * tiles fit in 32 KiB of local memory.
@@ -20,13 +20,35 @@ typedef struct tuning {
 static const tuning default_tuning = {16, 4, 64, 32};
 
 /*
+ * Dense CPU work-groups grow with the number of rows: the work-items of a group walk the keys
+ * together, one key tile per barrier, so each tile read from memory serves local * 16 rows.
+ * At 32K (2 heads, head_dim 128) local 4 fell to 0.72 of the 8K rate on PoCL and local 32 kept
+ * it (3853 -> 3193 ms; Intel runtime 3623 -> 3026 ms; bench/RESULTS.md). Fewer, larger groups
+ * balance worse across the cores (causal rows differ in cost; local 16 at 4K was 14% slower
+ * than 4), so the size is the largest power of two <= 32 that leaves at least 32 groups per
+ * compute unit, and never below the table's.
+ */
+enum { DENSE_GROUPS_PER_UNIT = 32, DENSE_MAX_LOCAL = 32 };
+static int dense_cpu_local_size(const clsa_context *ctx, const clsa_shape *shape, int rows_per_item, int floor_size)
+{
+    const int64_t row_groups = shape->batch * shape->q_heads * ((shape->q_len + rows_per_item - 1) / rows_per_item);
+    const int64_t units = ctx->caps.compute_units > 0 ? ctx->caps.compute_units : 1;
+    int size = floor_size;
+    while (size * 2 <= DENSE_MAX_LOCAL && row_groups / (size * 2) >= DENSE_GROUPS_PER_UNIT * units &&
+           (size_t)size * 2 <= ctx->caps.max_work_group_size)
+        size *= 2;
+    return size;
+}
+
+/*
  * CLSA_TUNE overrides the table for tuning runs, e.g. "cpu_rows=4,cpu_local=16,gpu_group=128,
  * gpu_tile=16". Values must be powers of two: cpu_rows 1..16, cpu_local 1..256, gpu_group
  * 16..256, gpu_tile 16..32.
  */
-static clsa_status read_tuning(clsa_context *ctx, tuning *t)
+static clsa_status read_tuning(clsa_context *ctx, tuning *t, bool *local_given)
 {
     *t = default_tuning;
+    *local_given = false;
     const char *env = getenv("CLSA_TUNE");
     if (!env || !*env)
         return CLSA_SUCCESS;
@@ -43,6 +65,7 @@ static clsa_status read_tuning(clsa_context *ctx, tuning *t)
                 (*end == ',' || *end == '\0') && value >= keys[i].lo && value <= keys[i].hi &&
                 (value & (value - 1)) == 0) {
                 *keys[i].field = (int)value;
+                *local_given = *local_given || keys[i].field == &t->cpu_local_size;
                 known = true;
             }
         if (!known)
@@ -57,7 +80,8 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
                                 clsa_attention_stage *out)
 {
     tuning t;
-    clsa_status st = read_tuning(ctx, &t);
+    bool local_given;
+    clsa_status st = read_tuning(ctx, &t, &local_given);
     if (st)
         return st;
     /* A sparse kernel's work-item (CPU) or work-group (GPU) must lie in one query block, and a
@@ -77,7 +101,9 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
     out->style = ctx->style;
     if (ctx->style == CLSA_STYLE_CPU) {
         out->rows_per_group = (size_t)t.cpu_rows_per_item;
-        out->local_size = (size_t)t.cpu_local_size;
+        /* Sparse groups keep the table's size: their rows follow different masks. */
+        out->local_size = (size_t)(sparsity || local_given ? t.cpu_local_size
+                                                           : dense_cpu_local_size(ctx, shape, t.cpu_rows_per_item, t.cpu_local_size));
         /* Dense key tiles of about 512 KiB of K and V (f32), a size that stays in the L2 cache of
            current CPUs (1-2 MiB per core) next to the rows' own state. */
         const int64_t padded_dim = (shape->head_dim + 15) / 16 * 16;

@@ -26,6 +26,7 @@ static clsa_status read_caps(clsa_context *ctx)
     if (!err) err = clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof caps->max_mem_alloc, &caps->max_mem_alloc, NULL);
     if (!err) err = clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof caps->max_work_group_size, &caps->max_work_group_size, NULL);
     if (!err) err = clGetDeviceInfo(d, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof caps->native_float_width, &caps->native_float_width, NULL);
+    if (!err) err = clGetDeviceInfo(d, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof caps->compute_units, &caps->compute_units, NULL);
     if (!err) err = clGetDeviceInfo(d, CL_DEVICE_PLATFORM, sizeof ctx->platform, &ctx->platform, NULL);
     if (!err) {
         err = clGetPlatformInfo(ctx->platform, CL_PLATFORM_VERSION, sizeof caps->platform_version, caps->platform_version, NULL);

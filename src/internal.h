@@ -23,6 +23,7 @@ typedef struct clsa_device_caps {
     cl_ulong max_mem_alloc;
     size_t max_work_group_size;
     cl_uint native_float_width; /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 with AVX-512, 8 with AVX2 */
+    cl_uint compute_units;      /* CL_DEVICE_MAX_COMPUTE_UNITS: cores (CPU) or SMs / CUs (GPU) */
     bool has_fp64;
 } clsa_device_caps;
 
