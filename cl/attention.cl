@@ -160,9 +160,9 @@ __kernel void attention(ATTENTION_ARGS)
             float16 s[R];
             _Pragma("unroll") for (int r = 0; r < R; ++r)
                 s[r] = (float16)(0.0f);
-            __global const float *kp = ktb + j0;
+            __global const float *kp = ktb + kt_index(0, j0); /* the chunk's contiguous K^T */
             for (int c = 0; c < HEAD_DIM; ++c) {
-                const float16 kv = vload16(0, kp + (long)c * kv_len_padded);
+                const float16 kv = vload16(c, kp);
                 _Pragma("unroll") for (int r = 0; r < R; ++r)
                     s[r] = fma((float16)(qs[r][c]), kv, s[r]);
             }
@@ -258,7 +258,7 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
             barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is consumed */
             for (int e = lid; e < KEY_TILE * HEAD_DIM; e += GROUP_SIZE) {
                 const int kc = e / KEY_TILE, kj = e - kc * KEY_TILE; /* consecutive keys in K^T */
-                ks[kj][kc] = ktb[(long)kc * kv_len_padded + j0 + kj];
+                ks[kj][kc] = ktb[kt_index(kc, j0 + kj)];
                 const int vj = e / HEAD_DIM, vc = e - vj * HEAD_DIM; /* consecutive channels in V */
                 vs[vj][vc] = vb[(long)(j0 + vj) * HEAD_DIM_PADDED + vc];
             }

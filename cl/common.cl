@@ -37,6 +37,13 @@ static inline void store_elem(__global ushort *p, long i, float x)
 /* Channels of the prepared V rows: HEAD_DIM rounded up to the 16 lanes of a float16. */
 #define HEAD_DIM_PADDED (((HEAD_DIM) + 15) / 16 * 16)
 
+/* Where kv_layout.cl puts channel c of key j in a head's f32 K^T (from the head's start): in
+   16-key chunks, each chunk's HEAD_DIM x 16 floats contiguous, channel after channel, so that a
+   float16 load is 16 keys of one channel. Rows of kv_len_padded keys per channel would put a
+   chunk's channels a power of two apart (at 16K, 64 KiB): all in one cache set, more lines than
+   the L1 and L2 have ways, so K never stayed in cache between reads. */
+static inline long kt_index(int c, int j) { return ((long)(j >> 4) * HEAD_DIM + c) * 16 + (j & 15); }
+
 /* The last key (inclusive) query `row` may see; -1 when it sees none. Causal rows align to the
    end of the keys (FlashAttention >= 2.1): row i sees keys j <= i + kv_len - q_len. */
 static inline int last_visible_key(int row, int q_len, int kv_len, int causal)

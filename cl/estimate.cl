@@ -143,8 +143,8 @@ static inline __attribute__((always_inline)) void chunk_scores(const float qv[BL
     _Pragma("unroll") for (int r = 0; r < R; ++r)
         lo[r] = hi[r] = (float16)(0.0f);
     for (int c = 0; c < HEAD_DIM; ++c) {
-        const float16 k_lo = vload16(0, ktb + (long)c * kv_len_padded + j0);
-        const float16 k_hi = vload16(0, ktb + (long)c * kv_len_padded + j0 + 16);
+        const float16 k_lo = vload16(0, ktb + kt_index(c, j0));
+        const float16 k_hi = vload16(0, ktb + kt_index(c, j0 + 16));
         _Pragma("unroll") for (int r = 0; r < R; ++r) {
             lo[r] = fma((float16)(qv[g + r][c]), k_lo, lo[r]);
             hi[r] = fma((float16)(qv[g + r][c]), k_hi, hi[r]);

@@ -1,7 +1,7 @@
 /*
  * K/V layout stage: copies K transposed and V row-major into the workspace as f32, from any
  * storage dtype and strides, so the attention kernels read one fixed layout:
- *   kt: [B*Hkv][HEAD_DIM][kv_len_padded]      (keys contiguous: a float16 load is 16 keys)
+ *   kt: [B*Hkv][kv_len_padded/16][HEAD_DIM][16] (common.cl, kt_index: a float16 load is 16 keys)
  *   vw: [B*Hkv][kv_len_padded][HEAD_DIM_PADDED] (channels contiguous: a float16 is 16 channels)
  * Both live in the workspace at element offsets kt_at and v_at. with_v = 0 lays out K alone.
  * Tokens past kv_len and channels past HEAD_DIM are written as zero, so tiles may read them.
@@ -19,7 +19,7 @@ __kernel void kv_layout(__global const STORAGE *k, long k_sb, long k_sh, long k_
     if (j >= kv_len_padded)
         return;
     const int b = bh / kv_heads, h = bh - b * kv_heads;
-    __global float *kcol = kt + (long)bh * HEAD_DIM * kv_len_padded + j;
+    __global float *kt_head = kt + (long)bh * HEAD_DIM * kv_len_padded;
     __global float *vrow = vw + ((long)bh * kv_len_padded + j) * HEAD_DIM_PADDED;
     if (j < kv_len) {
         const long ko = b * k_sb + h * k_sh + j * k_st;
@@ -31,12 +31,12 @@ __kernel void kv_layout(__global const STORAGE *k, long k_sb, long k_sh, long k_
         for (int c = 0; c < HEAD_DIM; ++c)
             finite = finite && isfinite(load_elem(k, ko + c));
         for (int c = 0; c < HEAD_DIM; ++c)
-            kcol[(long)c * kv_len_padded] = finite ? load_elem(k, ko + c) : NAN;
+            kt_head[kt_index(c, j)] = finite ? load_elem(k, ko + c) : NAN;
         for (int c = 0; with_v && c < HEAD_DIM; ++c)
             vrow[c] = load_elem(v, vo + c);
     } else {
         for (int c = 0; c < HEAD_DIM; ++c)
-            kcol[(long)c * kv_len_padded] = 0.0f;
+            kt_head[kt_index(c, j)] = 0.0f;
         for (int c = 0; with_v && c < HEAD_DIM; ++c)
             vrow[c] = 0.0f;
     }
