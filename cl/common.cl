@@ -89,6 +89,21 @@ static inline float16 load16(__global const STORAGE *p, long i)
 #endif
 }
 
+/* Stores the 16 values of x at p + i in the storage dtype, each as store_elem would. */
+static inline void store16(__global STORAGE *p, long i, float16 x)
+{
+#if CLSA_DTYPE == 0
+    vstore16(x, 0, p + i);
+#elif CLSA_DTYPE == 1
+    vstore_half16_rte(x, 0, p + i);
+#else
+    const uint16 u = as_uint16(x);
+    const uint16 rounded = (u + (uint16)(0x7FFFu) + ((u >> 16) & (uint16)(1u))) >> 16;
+    const uint16 quiet_nan = (u >> 16) | (uint16)(0x40u);
+    vstore16(convert_ushort16(select(rounded, quiet_nan, isnan(x))), 0, p + i);
+#endif
+}
+
 /* ---- The int4 layout that quantize.cl writes and estimate.cl reads (byte offsets of each array
    in the workspace come as kernel arguments; clsa_quant_layout documents them for the host) ----
  *   q codes  [B*Hq][q_len][CODE_BYTES]           row-major: one query's channels together
