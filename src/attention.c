@@ -7,34 +7,38 @@
 #include <string.h>
 
 /*
- * Parameter table per kernel style. CPU: 16 query rows per work-item against 16-key float16
- * chunks (a 16 x 16 register tile: 16 accumulators + 1 load fit AVX-512's 32 registers), local
- * size 4 (dense: at least 4, see dense_cpu_local_size); on PoCL (2-core EPYC) this beat 8 rows and local sizes 1, 2, 8 and 16 at seq 4096,
- * head_dim 128 (about 75 against 65 GFLOP/s; bench/RESULTS.md). GPU: one query row per
- * work-item, 64 rows per group, with the key tile halved above head_dim 128 so the K and V
- * tiles fit in 32 KiB of local memory.
+ * Parameter table per kernel style. CPU: 4 query rows per work-item against 16-key float16
+ * chunks, a 4 x 16 register tile of scores, on every CPU device. 16 rows (the tile that fills
+ * AVX-512's 32 registers) ran within 5% of 4 on AVX-512 (PoCL and Intel, 4K-32K, head_dim 64-256,
+ * dense and sparse), but spilled with AVX2 code, where a float16 takes two of 16 registers:
+ * Intel's runtime made to emit AVX2 (CL_CONFIG_CPU_TARGET_ARCH=core-avx2) ran dense at 8K in
+ * 324 ms with 16 rows and 212 ms with 4 (bench/RESULTS.md). The devices' native vector width
+ * cannot choose: Intel's runtime reports 16 floats while it emits AVX2. Local size 4 (dense: at
+ * least 4, see dense_cpu_local_size). GPU: one query row per work-item, 64 rows per group, with
+ * the key tile halved above head_dim 128 so the K and V tiles fit in 32 KiB of local memory.
  */
 typedef struct tuning {
     int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile;
 } tuning;
-static const tuning default_tuning = {16, 4, 64, 32};
+static const tuning default_tuning = {4, 4, 64, 32};
 
 /*
  * Dense CPU work-groups grow with the number of rows: the work-items of a group walk the keys
- * together, one key tile per barrier, so each tile read from memory serves local * 16 rows.
- * At 32K (2 heads, head_dim 128) local 4 fell to 0.72 of the 8K rate on PoCL and local 32 kept
- * it (3853 -> 3193 ms; Intel runtime 3623 -> 3026 ms; bench/RESULTS.md). Fewer, larger groups
- * balance worse across the cores (causal rows differ in cost; local 16 at 4K was 14% slower
- * than 4), so the size is the largest power of two <= 32 that leaves at least 32 groups per
- * compute unit, and never below the table's.
+ * together, one key tile per barrier, so each tile read from memory serves all the group's rows.
+ * At 32K (2 heads, head_dim 128, 16 rows per work-item) local 4 fell to 0.72 of the 8K rate on
+ * PoCL and local 32 kept it (3853 -> 3193 ms; Intel runtime 3623 -> 3026 ms); with 4 rows, local
+ * 128 runs as fast (2902 ms; bench/RESULTS.md). Fewer, larger
+ * groups balance worse across the cores (causal rows differ in cost; local 16 at 4K was 14%
+ * slower than 4), so the size is the largest power of two that keeps a group within 512 rows
+ * and leaves at least 32 groups per compute unit, and never below the table's.
  */
-enum { DENSE_GROUPS_PER_UNIT = 32, DENSE_MAX_LOCAL = 32 };
+enum { DENSE_GROUPS_PER_UNIT = 32, DENSE_MAX_GROUP_ROWS = 512 };
 static int dense_cpu_local_size(const clsa_context *ctx, const clsa_shape *shape, int rows_per_item, int floor_size)
 {
     const int64_t row_groups = shape->batch * shape->q_heads * ((shape->q_len + rows_per_item - 1) / rows_per_item);
     const int64_t units = ctx->caps.compute_units > 0 ? ctx->caps.compute_units : 1;
     int size = floor_size;
-    while (size * 2 <= DENSE_MAX_LOCAL && row_groups / (size * 2) >= DENSE_GROUPS_PER_UNIT * units &&
+    while ((size * 2) * rows_per_item <= DENSE_MAX_GROUP_ROWS && row_groups / (size * 2) >= DENSE_GROUPS_PER_UNIT * units &&
            (size_t)size * 2 <= ctx->caps.max_work_group_size)
         size *= 2;
     return size;

@@ -71,8 +71,8 @@ static const dense_case lengths[] = {
     {1, 2, 2, 17, 17, 64, CLSA_F32, 1, 0},     {1, 2, 1, 64, 64, 64, CLSA_F32, 0, 0},
     {1, 1, 1, 1000, 1000, 64, CLSA_F32, 1, 0}, {1, 1, 1, 2048, 2048, 64, CLSA_F32, 1, 0},
     {1, 1, 1, 2048, 2048, 128, CLSA_F32, 0, 0},
-    /* 8 heads x 130 row groups: on a device of <= 4 compute units, dense CPU work-groups grow
-       past the table's 4 work-items (dense_cpu_local_size in src/attention.c). */
+    /* 8 heads x 520 row groups of 4 rows: on a device of <= 16 compute units, dense CPU
+       work-groups grow past the table's 4 work-items (dense_cpu_local_size in src/attention.c). */
     {1, 8, 2, 2079, 2079, 16, CLSA_F32, 1, 0},
 };
 static const dense_case lengths_small[] = {
@@ -210,8 +210,9 @@ static void test_host_call(void **state)
 static void test_tuning_variants(void **state)
 {
     (void)state;
-    static const char *variants[] = {"cpu_rows=1,cpu_local=1", "cpu_rows=4,cpu_local=16", "cpu_rows=2", "cpu_local=32",
-                                     "gpu_group=16,gpu_tile=16", "gpu_group=128", "gpu_group=32"};
+    static const char *variants[] = {"cpu_rows=1,cpu_local=1", "cpu_rows=4,cpu_local=16", "cpu_rows=2",
+                                     "cpu_local=32", "cpu_rows=16", "gpu_group=16,gpu_tile=16", "gpu_group=128",
+                                     "gpu_group=32"};
     static const dense_case cases[] = {
         {1, 2, 1, 40, 45, 24, CLSA_F32, 1, 0}, {1, 1, 1, 19, 19, 7, CLSA_BF16, 0, 2},
     };
