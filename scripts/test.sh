@@ -5,7 +5,9 @@
 #      that install fails), with one report line per device;
 #   2. the kernel tests at small shapes under oclgrind --data-races --uninitialized;
 #   3. every test again with AddressSanitizer and UndefinedBehaviorSanitizer on the host code (PoCL);
-#   4. each libFuzzer target (tests/fuzz) for 100,000 inputs, built with clang, ASan and UBSan.
+#   4. each libFuzzer target (tests/fuzz) for 100,000 inputs, built with clang, ASan and UBSan;
+#   5. the Python package, installed with `pip install .` into build/py-venv (numpy, pytest and
+#      meson-python come from PyPI), and its pytest suite on every device.
 # With no OpenCL device the run fails; it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +45,21 @@ ninja -C build-fuzz
 meson test -C build-fuzz --print-errorlogs || status=1
 logs+=(build-fuzz/meson-logs/testlog.json)
 
-# One line per stage and device, then one closing line over all, counted from meson's JSON logs.
+# 5. The Python package: `pip install .` into a virtual environment under build/, then its pytest
+#    suite (tests/python, against a float64 reference) on every device.
+pyenv=build/py-venv
+[ -x $pyenv/bin/python ] || python3 -m venv $pyenv
+$pyenv/bin/pip install -q --disable-pip-version-check numpy pytest
+$pyenv/bin/pip install -q --disable-pip-version-check . || status=1
+for ((i = 0; i < devices; ++i)); do
+    echo "== python, device $i"
+    (cd tests/python && OCL_ICD_VENDORS=$vendors CLSA_DEVICE=$i ../../$pyenv/bin/python -m pytest -q -s \
+        --junitxml="../../build/meson-logs/python-device$i.xml") || status=1
+    logs+=("build/meson-logs/python-device$i.xml")
+done
+
+# One line per stage and device, then one closing line over all, counted from meson's JSON logs
+# and pytest's JUnit XML.
 OCL_ICD_VENDORS=$vendors python3 - "${logs[@]}" <<'PY'
 import json, os, subprocess, sys
 names = [l.split("Device #", 1)[1].split(": ", 1)[1] for l in
@@ -51,12 +67,20 @@ names = [l.split("Device #", 1)[1].split(": ", 1)[1] for l in
 passed = failed = 0
 for path in sys.argv[1:]:
     p = f = 0
-    for line in open(path) if os.path.exists(path) else []:
+    base = os.path.basename(path)
+    if base.endswith(".xml") and os.path.exists(path):
+        import xml.etree.ElementTree as ET
+        for case in ET.parse(path).iter("testcase"):
+            ok = not any(c.tag in ("failure", "error") for c in case)
+            p, f = p + ok, f + (not ok)
+    for line in open(path) if os.path.exists(path) and base.endswith(".json") else []:
         if line.strip():
             ok = json.loads(line)["result"] in ("OK", "EXPECTEDFAIL")
             p, f = p + ok, f + (not ok)
-    base = os.path.basename(path)
-    if base.startswith("device"):
+    if base.startswith("python-device"):
+        i = int(base[len("python-device"):-len(".xml")])
+        stage = f"python, device {i} ({names[i] if i < len(names) else 'none'})"
+    elif base.startswith("device"):
         i = int(base[len("device"):-len(".json")])
         stage = f"device {i} ({names[i] if i < len(names) else 'none'})"
     else:

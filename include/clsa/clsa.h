@@ -299,8 +299,8 @@ typedef enum clsa_method {
  *      0.996-0.997 with 16-channel groups, 0.993-0.997 with one scale per token; the groups cost
  *      one f32 multiply-add per 16 channels of the estimate.
  *   2. The estimate of a score is S~[i,j] = scale * (sum_g s_q(i,g) s_k(j,g) sum_{c in g}
- *      qcode[i,c] kcode[j,c] + mean_q . K'_j); the inner sums are integer arithmetic (int16,
- *      exact), the per-key correction is f32.
+ *      qcode[i,c] kcode[j,c] + mean_q . K'_j); the inner sums are exact integers (summed in
+ *      f32, two keys per multiply-add: clsa_quant_layout.k_pairs); the per-key correction is f32.
  *   3. For each row, m~ and l~ are the exact max and sum of exp over the row's reference set:
  *      its sink keys (the first sink_tokens keys) and local keys (the local_tokens keys ending at
  *      the row's diagonal key i + Lk - Lq when causal; centred on it when not causal) that it
