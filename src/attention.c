@@ -7,20 +7,28 @@
 #include <string.h>
 
 /*
- * Parameter table per kernel style. CPU: 4 query rows per work-item against 16-key float16
- * chunks, a 4 x 16 register tile of scores, on every CPU device. 16 rows (the tile that fills
- * AVX-512's 32 registers) ran within 5% of 4 on AVX-512 (PoCL and Intel, 4K-32K, head_dim 64-256,
- * dense and sparse), but spilled with AVX2 code, where a float16 takes two of 16 registers:
- * Intel's runtime made to emit AVX2 (CL_CONFIG_CPU_TARGET_ARCH=core-avx2) ran dense at 8K in
- * 324 ms with 16 rows and 212 ms with 4 (bench/RESULTS.md). The devices' native vector width
- * cannot choose: Intel's runtime reports 16 floats while it emits AVX2. Local size 4 (dense: at
- * least 4, see dense_cpu_local_size). GPU: one query row per work-item, 64 rows per group, with
- * the key tile halved above head_dim 128 so the K and V tiles fit in 32 KiB of local memory.
+ * Parameter table per kernel style. CPU: R query rows per work-item against 16-key float16
+ * chunks, an R x 16 register tile of scores.
+ *   Dense: R = 4 on every CPU device. 16 rows (the tile that fills AVX-512's 32 registers) ran
+ *   within 5% of 4 on AVX-512 (PoCL and Intel, 4K-32K, head_dim 64-256), but spilled with AVX2
+ *   code, where a float16 takes two of 16 registers: Intel's runtime made to emit AVX2
+ *   (CL_CONFIG_CPU_TARGET_ARCH=core-avx2) ran dense at 8K in 324 ms with 16 rows and 212 ms with
+ *   4. Local size 4 at least, growing with the rows (dense_cpu_local_size).
+ *   Sparse: a work-item re-reads each kept block's K and V for its own rows, so more rows per
+ *   work-item pay: R = 16 where the device reports 16-float native vectors (AVX-512: 397 against
+ *   435-478 ms for R = 4 at 16K, density 0.5, PoCL; Intel alike) and 4 otherwise (with AVX2 code
+ *   R = 4 ran 630 ms, 16 rows 702 and 8 rows 998). A work-group is one query block (local size
+ *   block_q / R), whose work-items read the same blocks. Caveat: Intel's runtime made to emit
+ *   AVX2 on an AVX-512 host still reports 16 floats, so only a real AVX2 host takes R = 4 here.
+ * GPU: one query row per work-item, 64 rows per group, with the key tile halved above head_dim
+ * 128 so the K and V tiles fit in 32 KiB of local memory. bench/RESULTS.md has the runs.
  */
 typedef struct tuning {
     int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile;
 } tuning;
-static const tuning default_tuning = {4, 4, 64, 32};
+enum { ROWS_BY_METHOD = 0, LOCAL_BY_SHAPE = 0 };
+static const tuning default_tuning = {ROWS_BY_METHOD, LOCAL_BY_SHAPE, 64, 32};
+enum { DENSE_ROWS = 4, DENSE_MIN_LOCAL = 4 };
 
 /*
  * Dense CPU work-groups grow with the number of rows: the work-items of a group walk the keys
@@ -49,10 +57,9 @@ static int dense_cpu_local_size(const clsa_context *ctx, const clsa_shape *shape
  * gpu_tile=16". Values must be powers of two: cpu_rows 1..16, cpu_local 1..256, gpu_group
  * 16..256, gpu_tile 16..32.
  */
-static clsa_status read_tuning(clsa_context *ctx, tuning *t, bool *local_given)
+static clsa_status read_tuning(clsa_context *ctx, tuning *t)
 {
     *t = default_tuning;
-    *local_given = false;
     const char *env = getenv("CLSA_TUNE");
     if (!env || !*env)
         return CLSA_SUCCESS;
@@ -69,7 +76,6 @@ static clsa_status read_tuning(clsa_context *ctx, tuning *t, bool *local_given)
                 (*end == ',' || *end == '\0') && value >= keys[i].lo && value <= keys[i].hi &&
                 (value & (value - 1)) == 0) {
                 *keys[i].field = (int)value;
-                *local_given = *local_given || keys[i].field == &t->cpu_local_size;
                 known = true;
             }
         if (!known)
@@ -84,10 +90,11 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
                                 clsa_attention_stage *out)
 {
     tuning t;
-    bool local_given;
-    clsa_status st = read_tuning(ctx, &t, &local_given);
+    clsa_status st = read_tuning(ctx, &t);
     if (st)
         return st;
+    if (t.cpu_rows_per_item == ROWS_BY_METHOD)
+        t.cpu_rows_per_item = !sparsity ? DENSE_ROWS : ctx->caps.native_float_width >= 16 ? 16 : 4;
     /* A sparse kernel's work-item (CPU) or work-group (GPU) must lie in one query block, and a
        GPU key tile in one key block: both block sizes are powers of two >= 16. */
     char sparse[96] = "-DSPARSE=0";
@@ -105,9 +112,12 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
     out->style = ctx->style;
     if (ctx->style == CLSA_STYLE_CPU) {
         out->rows_per_group = (size_t)t.cpu_rows_per_item;
-        /* Sparse groups keep the table's size: their rows follow different masks. */
-        out->local_size = (size_t)(sparsity || local_given ? t.cpu_local_size
-                                                           : dense_cpu_local_size(ctx, shape, t.cpu_rows_per_item, t.cpu_local_size));
+        if (t.cpu_local_size != LOCAL_BY_SHAPE)
+            out->local_size = (size_t)t.cpu_local_size;
+        else if (sparsity) /* one query block per work-group */
+            out->local_size = (size_t)(sparsity->block_q / t.cpu_rows_per_item);
+        else
+            out->local_size = (size_t)dense_cpu_local_size(ctx, shape, t.cpu_rows_per_item, DENSE_MIN_LOCAL);
         /* Dense key tiles of about 512 KiB of K and V (f32), a size that stays in the L2 cache of
            current CPUs (1-2 MiB per core) next to the rows' own state. */
         const int64_t padded_dim = (shape->head_dim + 15) / 16 * 16;
