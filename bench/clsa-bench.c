@@ -3,7 +3,7 @@
  *
  *   clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]
  *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]
- *              [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]
+ *              [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N]
  *              [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
  *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]
  *
@@ -26,11 +26,15 @@
  * recall_vs_oracle = kept oracle blocks that the method also keeps / oracle blocks.
  * --check: max |o - ref| / max |ref| against the float64 host reference (for a sparse method, the
  * reference of attention under that method's own mask).
+ * --tau-file F takes the per-head thresholds of layer --layer N (default 0) from a tau file
+ * (bench/tau_file.h, as clsa-calibrate writes it) for every sparse method; --tau is then unused.
  * --data npy:DIR reads DIR/q.npy, DIR/k.npy, DIR/v.npy ([B,H,L,D] or [H,L,D], float32 or float16,
  * C order); their shape replaces the shape options.
  */
 #include "llm_data.h"
 #include "npy.h"
+#include "npy_tensor.h"
+#include "tau_file.h"
 #include "reference.h"
 #include "clblast_anchor.h"
 #include "torch_anchor.h"
@@ -73,6 +77,9 @@ typedef struct options {
     float tau;
     int sink, local, block_q, block_k;
     const char *methods, *json, *device, *style, *data;
+    const char *tau_file; /* per-head tau of layer `layer` (bench/tau_file.h), read once in main */
+    int layer;
+    float *tau_per_head;
 } options;
 
 static void usage(void)
@@ -80,7 +87,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]\n"
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]\n"
-            "                  [--tau T] [--sink N] [--local N] [--block-q N] [--block-k N]\n"
+            "                  [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
             "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]\n");
     exit(2);
@@ -100,7 +107,7 @@ static int64_t parse_int(const char *flag, const char *text)
 static options parse(int argc, char **argv)
 {
     options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0, 0.004f, 32, 256, 64, 32,
-                 "dense", NULL, NULL, NULL, "random"};
+                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -119,6 +126,8 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--block-q")) o.block_q = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--block-k")) o.block_k = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--tau")) o.tau = strtof(TAKE(), NULL);
+        else if (!strcmp(a, "--tau-file")) o.tau_file = TAKE();
+        else if (!strcmp(a, "--layer")) o.layer = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--method")) o.methods = TAKE();
         else if (!strcmp(a, "--data")) o.data = TAKE();
         else if (!strcmp(a, "--json")) o.json = TAKE();
@@ -185,30 +194,11 @@ static void *load_npy(const char *dir, const char *name, clsa_dtype dtype, int64
 {
     char path[4096], err[512];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    npy_array a;
-    if (npy_read(path, &a, err, sizeof err) != 0) {
+    void *out = npy_load_bhld(path, dtype, dims, err, sizeof err);
+    if (!out) {
         fprintf(stderr, "clsa-bench: %s\n", err);
         exit(1);
     }
-    if (a.ndim != 3 && a.ndim != 4) {
-        fprintf(stderr, "clsa-bench: %s: expected [B,H,L,D] or [H,L,D], got %d dimensions\n", path, a.ndim);
-        exit(1);
-    }
-    const int64_t got[4] = {a.ndim == 4 ? a.shape[0] : 1, a.shape[a.ndim - 3], a.shape[a.ndim - 2], a.shape[a.ndim - 1]};
-    memcpy(dims, got, sizeof got);
-    void *out = xmalloc((size_t)a.count * clsa_dtype_size(dtype));
-    for (int64_t i = 0; i < a.count; ++i) {
-        float x;
-        if (a.is_f16) {
-            uint16_t h;
-            memcpy(&h, (const char *)a.data + 2 * i, 2);
-            x = ref_f16_to_f32(h);
-        } else {
-            memcpy(&x, (const char *)a.data + 4 * i, 4);
-        }
-        ref_store(out, dtype, i, x);
-    }
-    npy_free(&a);
     return out;
 }
 
@@ -403,6 +393,7 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     }
     clsa_sparsity_init(&sp, method);
     sp.tau = o->tau, sp.sink_tokens = o->sink, sp.local_tokens = o->local, sp.block_q = o->block_q, sp.block_k = o->block_k;
+    sp.tau_per_head = o->tau_per_head;
     clsa_plan *plan = NULL;
     clsa_status st = clsa_plan_create(b->ctx, &b->shape, &sp, &plan);
     if (st)
@@ -546,6 +537,14 @@ int main(int argc, char **argv)
         o->batch = dq[0], o->heads = dq[1], o->seq = dq[2], o->head_dim = dq[3], o->kv_heads = dk[1], o->kv_seq = dk[2];
     } else if (strcmp(o->data, "random") && strcmp(o->data, "llm") && strcmp(o->data, "sparse")) {
         usage();
+    }
+    if (o->tau_file) {
+        char err[1024];
+        o->tau_per_head = xmalloc(sizeof(float) * (size_t)o->heads);
+        if (tau_file_read(o->tau_file, o->layer, (int)o->heads, o->tau_per_head, err, sizeof err) != 0) {
+            fprintf(stderr, "clsa-bench: %s\n", err);
+            return 1;
+        }
     }
     b.shape = clsa_shape_make(o->batch, o->heads, o->kv_heads, o->seq, o->kv_seq, o->head_dim, o->dtype, o->causal);
     const int64_t nq = o->batch * o->heads * o->seq * o->head_dim, nkv = o->batch * o->kv_heads * o->kv_seq * o->head_dim;
