@@ -206,6 +206,7 @@ typedef struct result {
     char method[16];
     int sparse, anchor;
     double time_ms, quant_ms, estimate_ms, attend_ms, gflops, density, rel_l1, max_abs, recall, max_rel_err;
+    double *head_rel_l1; /* per query head (over batch), for sparse methods and anchors */
     uint8_t *bitmap; /* kept blocks, for recall */
     torch_sdpa_run torch; /* the torch anchor's version, threads and kernel */
 } result;
@@ -356,19 +357,31 @@ static void write_random_mask(bench *b, clsa_plan *plan, cl_mem ws, double keep,
     free(counts), free(indices);
 }
 
-/* rel_l1 and max_abs of an output (the shape's storage) against the dense one. */
+/* rel_l1 and max_abs of an output (the shape's storage, contiguous [B, Hq, L, D]) against the
+   dense one, overall and per query head. */
 static void compare_to_dense(const bench *b, const void *out, const float *dense_out, result *res)
 {
     const int64_t n = (int64_t)(b->out_bytes / clsa_dtype_size(b->shape.dtype));
-    double diff = 0.0, ref = 0.0, max_abs = 0.0;
+    const int64_t H = b->shape.q_heads, per_head = b->shape.q_len * b->shape.head_dim;
+    double *diff = xmalloc(sizeof(double) * (size_t)H), *ref = xmalloc(sizeof(double) * (size_t)H), max_abs = 0.0;
+    for (int64_t h = 0; h < H; ++h)
+        diff[h] = ref[h] = 0.0;
     for (int64_t i = 0; i < n; ++i) {
         const double x = ref_load(out, b->shape.dtype, i), y = ref_load(dense_out, b->shape.dtype, i);
-        diff += fabs(x - y);
-        ref += fabs(y);
+        const int64_t h = i / per_head % H;
+        diff[h] += fabs(x - y);
+        ref[h] += fabs(y);
         max_abs = fmax(max_abs, fabs(x - y));
     }
-    res->rel_l1 = ref > 0 ? diff / ref : diff;
+    double all_diff = 0.0, all_ref = 0.0;
+    res->head_rel_l1 = xmalloc(sizeof(double) * (size_t)H);
+    for (int64_t h = 0; h < H; ++h) {
+        all_diff += diff[h], all_ref += ref[h];
+        res->head_rel_l1[h] = ref[h] > 0 ? diff[h] / ref[h] : diff[h];
+    }
+    res->rel_l1 = all_ref > 0 ? all_diff / all_ref : all_diff;
     res->max_abs = max_abs;
+    free(diff), free(ref);
 }
 
 static void run_method(bench *b, const char *name, result *res, const float *dense_out)
@@ -646,6 +659,13 @@ int main(int argc, char **argv)
                    results[i].method, (results[i].quant_ms + results[i].estimate_ms) / dense_ms,
                    results[i].attend_ms / (dense_ms * results[i].density));
     for (int i = 0; i < nres; ++i)
+        if (results[i].sparse && results[i].head_rel_l1) {
+            printf("%s: rel_l1 per query head:", results[i].method);
+            for (int64_t h = 0; h < b.shape.q_heads; ++h)
+                printf(" %.4g", results[i].head_rel_l1[h]);
+            printf("\n");
+        }
+    for (int i = 0; i < nres; ++i)
         if (results[i].sparse && results[i].estimate_ms > 0.0 && results[i].bitmap)
             printf("%s: estimate rate >= %.2f x dense's product rate (pairs of the blocks it drops only)\n",
                    results[i].method, estimate_rate_vs_dense(&b, &results[i], dense_ms));
@@ -673,6 +693,9 @@ int main(int argc, char **argv)
                     r->quant_ms, r->estimate_ms, r->attend_ms, dense_ms / r->time_ms);
             if (r->sparse) {
                 fprintf(f, ", \"rel_l1_vs_dense\": %.6g, \"max_abs_vs_dense\": %.6g", r->rel_l1, r->max_abs);
+                for (int64_t h = 0; r->head_rel_l1 && h < b.shape.q_heads; ++h)
+                    fprintf(f, "%s%.6g%s", h ? ", " : ", \"rel_l1_per_head\": [", r->head_rel_l1[h],
+                            h + 1 < b.shape.q_heads ? "" : "]");
                 if (!isnan(r->recall)) /* none for a random mask; JSON has no NaN */
                     fprintf(f, ", \"recall_vs_oracle\": %.6f", r->recall);
             }
