@@ -19,16 +19,15 @@ static inline float load_elem(__global const half *p, long i) { return vload_hal
 static inline void store_elem(__global half *p, long i, float x) { vstore_half_rte(x, (size_t)i, p); }
 #elif CLSA_DTYPE == 2
 #define STORAGE ushort
+/* The bf16 bits of f32 bits u (a uint or a uintN; store_elem and store16 share them): rounded to
+   nearest, ties to even, and a NaN kept a (quiet) NaN. */
+#define BF16_ROUNDED(u) (((u) + 0x7FFFu + (((u) >> 16) & 1u)) >> 16)
+#define BF16_QUIET_NAN(u) (((u) >> 16) | 0x40u)
 static inline float load_elem(__global const ushort *p, long i) { return as_float((uint)p[i] << 16); }
 static inline void store_elem(__global ushort *p, long i, float x)
 {
-    uint u = as_uint(x);
-    if (isnan(x)) {
-        p[i] = (ushort)((u >> 16) | 0x40u); /* keep it a (quiet) NaN */
-        return;
-    }
-    u += 0x7FFFu + ((u >> 16) & 1u); /* round to nearest, ties to even */
-    p[i] = (ushort)(u >> 16);
+    const uint u = as_uint(x);
+    p[i] = (ushort)(isnan(x) ? BF16_QUIET_NAN(u) : BF16_ROUNDED(u));
 }
 #else
 #error "unknown CLSA_DTYPE"
@@ -37,12 +36,16 @@ static inline void store_elem(__global ushort *p, long i, float x)
 /* Channels of the prepared V rows: HEAD_DIM rounded up to the 16 lanes of a float16. */
 #define HEAD_DIM_PADDED (((HEAD_DIM) + 15) / 16 * 16)
 
-/* Where kv_layout.cl puts channel c of key j in a head's f32 K^T (from the head's start): in
-   16-key chunks, each chunk's HEAD_DIM x 16 floats contiguous, channel after channel, so that a
-   float16 load is 16 keys of one channel. Rows of kv_len_padded keys per channel would put a
-   chunk's channels a power of two apart (at 16K, 64 KiB): all in one cache set, more lines than
-   the L1 and L2 have ways, so K never stayed in cache between reads. */
-static inline long kt_index(int c, int j) { return ((long)(j >> 4) * HEAD_DIM + c) * 16 + (j & 15); }
+/* Chunk-major index of channel c of item i in an array of `channels` channels: items in chunks of
+   16, each chunk's channels x 16 floats contiguous, channel after channel, so that a float16 load
+   is 16 items of one channel. Rows of all items per channel would put a chunk's channels a power
+   of two apart (at 16K keys, 64 KiB): all in one cache set, more lines than the L1 and L2 have
+   ways, so the chunk never stayed in cache between reads. Bit operations, not / and % (oclgrind,
+   see pair_key_codes). */
+static inline long chunk16_index(int c, int i, int channels) { return ((long)(i >> 4) * channels + c) * 16 + (i & 15); }
+
+/* Where kv_layout.cl puts channel c of key j in a head's f32 K^T (from the head's start). */
+static inline long kt_index(int c, int j) { return chunk16_index(c, j, HEAD_DIM); }
 
 /* The last key (inclusive) query `row` may see; -1 when it sees none. Causal rows align to the
    end of the keys (FlashAttention >= 2.1): row i sees keys j <= i + kv_len - q_len. */
@@ -98,9 +101,7 @@ static inline void store16(__global STORAGE *p, long i, float16 x)
     vstore_half16_rte(x, 0, p + i);
 #else
     const uint16 u = as_uint16(x);
-    const uint16 rounded = (u + (uint16)(0x7FFFu) + ((u >> 16) & (uint16)(1u))) >> 16;
-    const uint16 quiet_nan = (u >> 16) | (uint16)(0x40u);
-    vstore16(convert_ushort16(select(rounded, quiet_nan, isnan(x))), 0, p + i);
+    vstore16(convert_ushort16(select(BF16_ROUNDED(u), BF16_QUIET_NAN(u), isnan(x))), 0, p + i);
 #endif
 }
 
@@ -135,11 +136,10 @@ static inline long k_scales_at_head(long bhk, int kv_len_padded) { return bhk * 
    count; channels past HEAD_DIM are zero. */
 #define PAIR_CHANNELS (NUM_GROUPS * QUANT_GROUP)
 static inline long k_pairs_at_head(long bhk, int kv_len_padded) { return bhk * PAIR_CHANNELS * (kv_len_padded / 2); }
-/* A head's pairs are chunk-major: the PAIR_CHANNELS x 16 floats of one 32-key chunk are
-   contiguous (8 KiB at head_dim 128), channel after channel. Channel-major rows of kv_len_padded / 2
-   floats would put a chunk's channels a power of two apart from one another: all in one cache set,
-   more lines than the L1 and L2 have ways. Element (c, u) is channel c of pair u = chunk*16 + lane. */
-static inline long k_pair_index(int c, int u) { return ((long)(u >> 4) * PAIR_CHANNELS + c) * 16 + (u & 15); }
+/* A head's pairs are chunk-major (chunk16_index): the PAIR_CHANNELS x 16 floats of one 32-key
+   chunk are contiguous (8 KiB at head_dim 128). Element (c, u) is channel c of pair u = chunk*16 +
+   lane. */
+static inline long k_pair_index(int c, int u) { return chunk16_index(c, u, PAIR_CHANNELS); }
 
 /* The two codes of a byte, sign-extended (the low nibble is channel 2p). */
 static inline char code_low(char byte) { return (char)(byte << 4) >> 4; }
