@@ -267,13 +267,12 @@ static clsa_status call_attend(bench *b, void *a_)
                                  NULL);
 }
 
-/* Visible (query, key) pairs of one mask block: rows [r0, r1), keys [k0, k1), causal rows aligned
-   to the end of the keys. */
+/* Visible (query, key) pairs of one mask block: rows [r0, r1), keys [k0, k1). */
 static double block_visible_pairs(const clsa_shape *s, int64_t r0, int64_t r1, int64_t k0, int64_t k1)
 {
     double pairs = 0.0;
     for (int64_t i = r0; i < r1; ++i) {
-        const int64_t last = s->causal ? i + s->kv_len - s->q_len : k1 - 1;
+        const int64_t last = ref_last_visible(s, i);
         pairs += (double)(last >= k0 ? (last < k1 ? last : k1 - 1) - k0 + 1 : 0);
     }
     return pairs;
@@ -340,7 +339,7 @@ static void write_random_mask(bench *b, clsa_plan *plan, cl_mem ws, double keep,
         const int64_t qb = row % g.num_q_blocks;
         const int64_t first = qb * g.block_q, last = (qb + 1) * g.block_q < s->q_len ? (qb + 1) * g.block_q - 1 : s->q_len - 1;
         const int64_t shift = s->kv_len - s->q_len; /* causal rows align to the end of the keys */
-        const int64_t last_key = s->causal ? (last + shift < s->kv_len - 1 ? last + shift : s->kv_len - 1) : s->kv_len - 1;
+        const int64_t last_key = ref_last_visible(s, last);
         int32_t n = 0;
         for (int64_t kb = 0; kb < g.num_k_blocks && kb * g.block_k <= last_key; ++kb) {
             const int64_t k0 = kb * g.block_k, k1 = k0 + g.block_k - 1;

@@ -96,7 +96,7 @@ void ref_store(void *data, clsa_dtype dtype, int64_t i, float x)
     }
 }
 
-static int64_t last_visible(const clsa_shape *s, int64_t row)
+int64_t ref_last_visible(const clsa_shape *s, int64_t row)
 {
     int64_t last = s->kv_len - 1;
     if (s->causal && row + s->kv_len - s->q_len < last)
@@ -131,7 +131,7 @@ void ref_attention(const clsa_shape *s, const void *q, const void *k, const void
                     qrow[c] = ref_load(q, s->dtype, b * qs.batch + h * qs.head + i * qs.token + c);
                     out[c] = 0.0;
                 }
-                const int64_t last = last_visible(s, i);
+                const int64_t last = ref_last_visible(s, i);
                 const uint8_t *mrow = block_mask ? block_mask + ((b * Hq + h) * nqb + i / block_q) * nkb : NULL;
                 double mx = -INFINITY;
                 bool finite = true;
@@ -199,7 +199,7 @@ double ref_attention_flops(const clsa_shape *s)
     /* Visible pairs per (batch, head): sum over rows of (last visible key + 1), at least 0. */
     double pairs = 0.0;
     for (int64_t i = 0; i < s->q_len; ++i) {
-        const int64_t last = last_visible(s, i);
+        const int64_t last = ref_last_visible(s, i);
         if (last >= 0)
             pairs += (double)(last + 1);
     }
@@ -233,7 +233,7 @@ void ref_sale_thresholds(const clsa_shape *s, const void *q, const void *k, cons
     for (int64_t b = 0; b < s->batch; ++b)
         for (int64_t h = 0; h < s->q_heads; ++h)
             for (int64_t i = 0; i < s->q_len; ++i) {
-                const int64_t diag = i + s->kv_len - s->q_len, limit = last_visible(s, i);
+                const int64_t diag = i + s->kv_len - s->q_len, limit = ref_last_visible(s, i);
                 const int64_t sink_end = p->sink < s->kv_len ? p->sink : s->kv_len;
                 int64_t lo = local_first(diag, p->local, s->causal), hi = local_last(diag, p->local, s->causal);
                 if (lo < sink_end)
@@ -272,7 +272,7 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                 const int64_t row = (b * s->q_heads + h) * nqb + qb;
                 const int64_t r0 = qb * p->block_q, r1 = (r0 + p->block_q < s->q_len ? r0 + p->block_q : s->q_len) - 1;
                 const int64_t d0 = r0 + s->kv_len - s->q_len, d1 = r1 + s->kv_len - s->q_len;
-                const int64_t last = last_visible(s, r1);
+                const int64_t last = ref_last_visible(s, r1);
                 const int64_t sink_end = p->sink < s->kv_len ? p->sink : s->kv_len;
                 int64_t f0 = local_first(d0, p->local, s->causal), f1 = local_last(d1, p->local, s->causal);
                 f0 = f0 < d0 ? f0 : d0;
@@ -282,7 +282,7 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                 const bool dense = head_log2_tau(p, h) == -INFINITY;
                 for (int64_t i = r0; i <= r1; ++i) {
                     const double t_i = thr[(b * s->q_heads + h) * s->q_len + i];
-                    const int64_t lim = last_visible(s, i);
+                    const int64_t lim = ref_last_visible(s, i);
                     row_thr[i - r0] = isnan(t_i) ? -INFINITY : t_i; /* every estimate passes */
                     if (!dense && t_i == INFINITY && lim >= 0) {
                         /* No sink or local key: the reference is the row's highest visible estimate. */
@@ -307,7 +307,7 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                     } else {
                         /* Without margins, the first passing element decides the block. */
                         for (int64_t i = r0; i <= r1 && (margin || best < 0.0); ++i) {
-                            const int64_t lim = last_visible(s, i);
+                            const int64_t lim = ref_last_visible(s, i);
                             for (int64_t j = k0; j <= k1 && j <= lim && (margin || best < 0.0); ++j) {
                                 const double sc = score(ctx, b, h, i, j);
                                 /* A non-finite estimate passes: its score cannot be ruled small. */

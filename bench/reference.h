@@ -41,6 +41,10 @@ void ref_attention(const clsa_shape *shape, const void *q, const void *k, const 
 /* max |got - want| / max |want| over n elements of a [B,Hq,Lq,D] output in the shape's layout. */
 double ref_max_rel_error(const clsa_shape *shape, const void *got, const double *want);
 
+/* The last key (inclusive) that query row `row` sees: kv_len - 1, or for causal rows aligned to the
+   end of the keys row + kv_len - q_len when that is smaller (negative: it sees none). */
+int64_t ref_last_visible(const clsa_shape *shape, int64_t row);
+
 /* FLOPs of one attention call: 4 * D per visible (query, key) pair (QK^T and PV). */
 double ref_attention_flops(const clsa_shape *shape);
 
