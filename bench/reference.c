@@ -261,6 +261,25 @@ void ref_sale_thresholds(const clsa_shape *s, const void *q, const void *k, cons
             }
 }
 
+/* The largest score - threshold over the visible elements of rows [r0, r1] and keys [k0, k1]
+   (+inf for a non-finite score: it cannot be ruled small); with stop_at_pass, it stops at the
+   first margin >= 0. */
+static double block_margin(const clsa_shape *s, ref_score_fn score, void *ctx, int64_t b, int64_t h, int64_t r0,
+                           int64_t r1, int64_t k0, int64_t k1, const double *row_thr, bool stop_at_pass)
+{
+    double best = -INFINITY;
+    for (int64_t i = r0; i <= r1 && !(stop_at_pass && best >= 0.0); ++i) {
+        const int64_t lim = ref_last_visible(s, i);
+        for (int64_t j = k0; j <= k1 && j <= lim && !(stop_at_pass && best >= 0.0); ++j) {
+            const double sc = score(ctx, b, h, i, j);
+            const double m = isfinite(sc) ? sc - row_thr[i - r0] : INFINITY;
+            if (m > best)
+                best = m;
+        }
+    }
+    return best;
+}
+
 void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, ref_score_fn score, void *ctx,
                    uint8_t *keep, double *margin)
 {
@@ -306,17 +325,17 @@ void ref_sale_mask(const clsa_shape *s, const ref_sale *p, const double *thr, re
                         best = INFINITY;
                     } else {
                         /* Without margins, the first passing element decides the block. */
-                        for (int64_t i = r0; i <= r1 && (margin || best < 0.0); ++i) {
-                            const int64_t lim = ref_last_visible(s, i);
-                            for (int64_t j = k0; j <= k1 && j <= lim && (margin || best < 0.0); ++j) {
-                                const double sc = score(ctx, b, h, i, j);
-                                /* A non-finite estimate passes: its score cannot be ruled small. */
-                                const double m = isfinite(sc) ? sc - row_thr[i - r0] : INFINITY;
-                                if (m > best)
-                                    best = m;
-                            }
-                        }
+                        best = block_margin(s, score, ctx, b, h, r0, r1, k0, k1, row_thr, !margin);
                         *out = best >= 0.0;
+                        if (!*out && p->refine_log2 > 0.0 && p->exact) {
+                            /* Rule 5: within refine_log2 of passing, exact scores decide. */
+                            const double boundary = best + p->refine_log2;
+                            const double exact = boundary >= 0.0 ? block_margin(s, p->exact, p->exact_ctx, b, h, r0, r1,
+                                                                                k0, k1, row_thr, !margin)
+                                                                 : -INFINITY;
+                            *out = exact >= 0.0;
+                            best = boundary < 0.0 || fabs(boundary) < fabs(exact) ? boundary : exact;
+                        }
                     }
                     if (margin)
                         margin[row * nkb + kb] = best;

@@ -50,10 +50,16 @@ double ref_attention_flops(const clsa_shape *shape);
 
 /* ---- the SALE rule on the host (float64), for tests and the bench oracle ---- */
 
-/* SALE settings as the host reference needs them. tau has q_heads entries. */
+/* SALE settings as the host reference needs them. tau has q_heads entries. With refine_log2 > 0
+   and `exact` set, a block that the scores drop with a best margin >= -refine_log2 is decided again
+   on exact(exact_ctx, ...) against the same thresholds: rule 5 of clsa_sparsity, the exact second
+   look (refine_log2 = refine_nats * log2(e)). */
 typedef struct ref_sale {
     const float *tau;
     int sink, local, block_q, block_k;
+    double refine_log2;
+    double (*exact)(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j);
+    void *exact_ctx;
 } ref_sale;
 
 /* Per row (b, h, i), in log2 units t = scale * log2(e) * q.k: the threshold m + log2(tau_h * l)
@@ -78,6 +84,10 @@ double ref_exact_score(void *ctx, int64_t b, int64_t h, int64_t i, int64_t j);
  * score - threshold over its evaluated elements (+inf for forced blocks and for a non-finite
  * score, -inf when none). A NaN threshold passes every score; a row with threshold +inf that
  * sees a key takes its highest visible score e as reference, with threshold e + min(log2 tau, 0).
+ * With the second look (ref_sale.refine_log2), a dropped block's margin is instead the deciding
+ * test nearest its boundary: its best margin + refine_log2 when that is nearer 0 than the exact
+ * scores' best margin (or when the block had no second look), else the exact best margin; tests
+ * read |margin| as the distance from a tie.
  */
 void ref_sale_mask(const clsa_shape *shape, const ref_sale *p, const double *thr, ref_score_fn score, void *ctx,
                    uint8_t *keep, double *margin);

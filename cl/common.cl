@@ -92,6 +92,19 @@ static inline float16 load16(__global const STORAGE *p, long i)
 #endif
 }
 
+/* Channels [16 g, 16 g + 16) of the token at `at`, as f32; lanes past HEAD_DIM are 0 (quantize.cl
+   and the exact second look of estimate.cl). */
+static inline float16 load_group(__global const STORAGE *x, long at, int g)
+{
+    const int c0 = g * 16;
+    if (c0 + 16 <= HEAD_DIM)
+        return load16(x, at + c0);
+    float t[16];
+    for (int i = 0; i < 16; ++i)
+        t[i] = c0 + i < HEAD_DIM ? load_elem(x, at + c0 + i) : 0.0f;
+    return vload16(0, t);
+}
+
 /* Stores the 16 values of x at p + i in the storage dtype, each as store_elem would. */
 static inline void store16(__global STORAGE *p, long i, float16 x)
 {

@@ -5,6 +5,12 @@
  *
  * Defines: HEAD_DIM, CLSA_DTYPE, BLOCK_Q, BLOCK_K, EST_ROWS (rows per register tile, divides
  * BLOCK_Q), EXACT (1: exact f32 scores, the oracle).
+ *
+ * The exact second look (SALE only, refine_log2 > 0): a block that the int4 estimates drop, but
+ * whose best estimate falls short of its row's threshold by less than refine_log2, is scored again
+ * on exact f32 scores and kept when one of them passes. On real attention every block the int4
+ * estimate misses lies within half a nat of the threshold (bench/real/recall.py): the misses are
+ * the codes' rounding, not the rule.
  */
 
 /* The local keys of a row end at its diagonal key d = i + kv_len - q_len when causal, and are
@@ -124,7 +130,9 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
 #if EXACT
 #define SCORE_ARGS , __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *kt, long kt_at
 #else
-#define SCORE_ARGS
+/* The exact second look reads Q and K as stored, and the key means that smoothing removed. */
+#define SCORE_ARGS , __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const STORAGE *k, \
+                   long k_sb, long k_sh, long k_st, long k_mean_at, float refine_log2
 #endif
 
 #define R EST_ROWS /* query rows of one register tile (src/estimate.c) */
@@ -223,6 +231,45 @@ static inline __attribute__((always_inline)) float16 half_margin(float16 t, floa
     return hide_invisible(margin, k, k0, k1, limit);
 }
 
+#if !EXACT
+/* The exact second look at key block [k0, k1] for the query block's rows at q_rows (rows `rows`,
+   each q_st apart): true when some visible element's exact score t = scale * log2(e) * q.k reaches
+   its row's threshold, which is in the frame of the smoothed estimate, so t - shift[r] is compared
+   (shift: the row term scale * log2(e) * q_i . mean_k, rows_shift). A score that is not finite
+   passes, as an estimate does. Each score is one f32 dot product of the stored rows. */
+static bool exact_block_passes(__global const STORAGE *q, long q_rows, long q_st, __global const STORAGE *k,
+                               long k_head, long k_st, int rows, int k0, int k1, const int limit[BLOCK_Q],
+                               const float thr[BLOCK_Q], const float shift[BLOCK_Q], float scale_log2e)
+{
+    for (int r = 0; r < rows; ++r) {
+        const long qo = q_rows + (long)r * q_st;
+        for (int j = k0; j <= min(k1, limit[r]); ++j) {
+            const long ko = k_head + (long)j * k_st;
+            float16 acc = (float16)(0.0f);
+            for (int g = 0; g < HEAD_DIM_PADDED / 16; ++g)
+                acc = fma(load_group(q, qo, g), load_group(k, ko, g), acc);
+            const float t = hsum16(acc) * scale_log2e;
+            if (!isfinite(t) || t - shift[r] >= thr[r])
+                return true;
+        }
+    }
+    return false;
+}
+
+/* shift[r] = scale * log2(e) * q_r . mean_k for the query block's rows, summed as row_threshold
+   sums it. */
+static void rows_shift(__global const STORAGE *q, long q_rows, long q_st, int rows, __global const float *kmean,
+                       float scale_log2e, float shift[BLOCK_Q])
+{
+    for (int r = 0; r < rows; ++r) {
+        float s = 0.0f;
+        for (int c = 0; c < HEAD_DIM; ++c)
+            s = fma(load_elem(q, q_rows + (long)r * q_st + c) * scale_log2e, kmean[c], s);
+        shift[r] = s;
+    }
+}
+#endif
+
 /*
  * One work-item per (batch, query head, query block): walks the key blocks in ascending order,
  * keeps the forced ones (sink, local, diagonal) and those where some element's estimate passes
@@ -235,7 +282,8 @@ static inline __attribute__((always_inline)) float16 half_margin(float16 t, floa
  * row's threshold becomes e + min(log2 tau, 0), which that key's block always passes; without it
  * such a row kept no block at all and gave zeros.
  * The block's query values (codes as f32 for SALE) sit in a private array, [BLOCK_Q][HEAD_DIM]
- * f32, so each is converted once and then broadcast into the multiply-adds.
+ * f32, so each is converted once and then broadcast into the multiply-adds. A dropped block whose
+ * best margin is within refine_log2 of passing gets the exact second look (top of this file).
  * Global size: (num_q_blocks rounded up to the local size, B*Hq), local size (4, 1).
  */
 __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,
@@ -315,6 +363,10 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     __global const float *corr = ws_f32(ws, corr_at) + (long)bh * kv_len_padded;
 #define CHUNK_SCORES(g, j0, lo, hi) \
     chunk_scores(qv, qscale, g, pairs, kscale, corr, kv_len_padded, j0, scale_log2e, lo, hi)
+    const long q_rows = b * q_sb + h * q_sh + (long)row_first * q_st, k_head = b * k_sb + hk * k_sh;
+    const int rows = row_last - row_first + 1;
+    float shift[BLOCK_Q];
+    bool shifted = false; /* shift[] is filled at the first second look */
 #endif
 
     /* Pass 0 (only when some row of the work-group has no reference set) finds each row's
@@ -336,6 +388,8 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
             for (int kb = tile; kb < min(tile + KB_TILE, my_kb_end); ++kb) {
                 const int k0 = kb * BLOCK_K, k1 = k0 + BLOCK_K - 1;
                 bool keep = pass == 1 && (dense_head || k0 < sink_end || (k1 >= forced_first && k0 <= forced_last));
+                const bool evaluated = !keep;
+                float16 block_best = (float16)(-INFINITY); /* pass 1: the block's margins, lane-wise max */
                 for (int g = 0; !keep && g < BLOCK_Q && row_first + g < q_len; g += R) {
                     /* A block of 16 keys is one half of its 32-key chunk. */
                     for (int j0 = k0 / CHUNK * CHUNK; !keep && j0 <= min(k1, last_visible); j0 += CHUNK) {
@@ -354,8 +408,18 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
                                                            half_margin(hi[r], thr[g + r], j0 + 16, k0, k1, limit[g + r])));
                         }
                         keep = any(widest >= (float16)(0.0f));
+                        block_best = fmax(block_best, widest);
                     }
                 }
+#if !EXACT
+                if (pass == 1 && evaluated && !keep && refine_log2 > 0.0f && hmax16(block_best) >= -refine_log2) {
+                    if (!shifted)
+                        rows_shift(q, q_rows, q_st, rows, ws_f32(ws, k_mean_at) + bhk * HEAD_DIM, scale_log2e, shift);
+                    shifted = true;
+                    keep = exact_block_passes(q, q_rows, q_st, k, k_head, k_st, rows, k0, k1, limit, thr, shift,
+                                              scale_log2e);
+                }
+#endif
                 if (keep)
                     list[count++] = kb;
             }

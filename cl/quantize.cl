@@ -11,19 +11,8 @@
 #error "the quantizer works on one 16-lane vector per channel group"
 #endif
 
-/* Channels [16 g, 16 g + 16) of the token at `at`, as f32; lanes past HEAD_DIM are 0. */
-static inline float16 load_group(__global const STORAGE *x, long at, int g)
-{
-    const int c0 = g * 16;
-    if (c0 + 16 <= HEAD_DIM)
-        return load16(x, at + c0);
-    float t[16];
-    for (int i = 0; i < 16; ++i)
-        t[i] = c0 + i < HEAD_DIM ? load_elem(x, at + c0 + i) : 0.0f;
-    return vload16(0, t);
-}
-
-/* The same for a per-head f32 array of HEAD_DIM channels (the means). */
+/* Channels [16 g, 16 g + 16) of a per-head f32 array of HEAD_DIM channels (the means), as
+   load_group (common.cl) reads a token. */
 static inline float16 load_group_f32(__global const float *x, int g)
 {
     const int c0 = g * 16;

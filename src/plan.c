@@ -16,6 +16,7 @@ void clsa_sparsity_init(clsa_sparsity *s, clsa_method method)
     s->local_tokens = 256;
     s->block_q = 64;
     s->block_k = 32;
+    s->refine_nats = 0.25f;
 }
 
 static bool is_sparse(const clsa_plan *plan) { return plan->sparsity.method != CLSA_METHOD_DENSE; }
@@ -49,6 +50,9 @@ static clsa_status validate_sparsity(clsa_context *ctx, const clsa_shape *shape,
     if (sp->sink_tokens < 0 || sp->local_tokens < 0)
         return clsa_fail(ctx, CLSA_ERR_INVALID_TOKENS, "sink_tokens = %d, local_tokens = %d: must be >= 0",
                          sp->sink_tokens, sp->local_tokens);
+    if (!(sp->refine_nats >= 0.0f && sp->refine_nats <= 16.0f))
+        return clsa_fail(ctx, CLSA_ERR_INVALID_REFINE, "refine_nats = %g: must be from 0 to 16 nats",
+                         (double)sp->refine_nats);
     return CLSA_SUCCESS;
 }
 

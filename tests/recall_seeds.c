@@ -37,7 +37,7 @@ int main(int argc, char **argv)
     s.scale = (float)(1.0 / sqrt((double)s.head_dim));
     const clsa_sparsity sp = recall_sparsity(CLSA_METHOD_SALE, small);
     float tau[4] = {sp.tau, sp.tau, sp.tau, sp.tau};
-    const ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k};
+    ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k, 0.0, NULL, NULL};
     const int64_t nqb = (s.q_len + sp.block_q - 1) / sp.block_q, nkb = (s.kv_len + sp.block_k - 1) / sp.block_k;
     const int64_t n = s.batch * s.q_heads * nqb * nkb;
     const size_t q_elems = (size_t)(s.batch * s.q_heads * s.q_len * s.head_dim);
@@ -56,8 +56,11 @@ int main(int argc, char **argv)
         llm_data_generate(&s, seed ^ RECALL_DATA_STREAM, q, k, v);
         ref_sale_thresholds(&s, q, k, &p, thr);
         ref_exact_scores exact = {&s, q, k};
+        p.refine_log2 = 0.0; /* the oracle */
         ref_sale_mask(&s, &p, thr, ref_exact_score, &exact, oracle, NULL);
         ref_int4_quantize(q, k, &codes);
+        /* the library's rule: int4 estimates and the exact second look (clsa.h, rule 5) */
+        p.refine_log2 = sp.refine_nats * 1.4426950408889634, p.exact = ref_exact_score, p.exact_ctx = &exact;
         ref_sale_mask(&s, &p, thr, ref_int4_score, &codes, sale, NULL);
         const recall_tally t = recall_count(sale, oracle, n);
         const int64_t misses = t.in_oracle - t.found;

@@ -259,10 +259,17 @@ static int64_t disagreements(const uint8_t *got, const uint8_t *want, const doub
    f32 scale products, corrections and row statistics have so far stayed inside it. */
 #define TIE 1e-6
 
-static void check_estimate(clsa_context *ctx, clsa_shape s, clsa_sparsity sp, uint64_t stream)
+/* Checks the device's SALE mask against the host rule on the device's own codes; returns how many
+   blocks the exact second look added to the int4 rule's. */
+static int64_t check_estimate_on(clsa_context *ctx, clsa_shape s, clsa_sparsity sp, uint64_t stream, bool llm)
 {
     harness_buffers b;
-    llm_buffers(ctx, &s, stream, &b);
+    if (llm)
+        llm_buffers(ctx, &s, stream, &b);
+    else {
+        harness_rng rng = harness_rng_make(stream);
+        harness_buffers_make(ctx, &s, &rng, &b);
+    }
     ref_int4 codes;
     clsa_plan *plan = NULL;
     uint8_t *got = device_mask(ctx, &s, &sp, &b, &codes, NULL, &plan);
@@ -270,7 +277,10 @@ static void check_estimate(clsa_context *ctx, clsa_shape s, clsa_sparsity sp, ui
     float tau[64];
     for (int64_t h = 0; h < s.q_heads; ++h)
         tau[h] = sp.tau_per_head ? sp.tau_per_head[h] : sp.tau;
-    ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k};
+    /* The device's mask is the int4 rule plus the exact second look (clsa.h, rule 5). */
+    ref_exact_scores exact = {ps, b.hq, b.hk};
+    ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k,
+                  sp.refine_nats * 1.4426950408889634, ref_exact_score, &exact};
     double *thr = malloc(sizeof(double) * (size_t)(s.batch * s.q_heads * s.q_len));
     ref_sale_thresholds(ps, b.hq, b.hk, &p, thr);
     clsa_mask_geometry g;
@@ -279,20 +289,32 @@ static void check_estimate(clsa_context *ctx, clsa_shape s, clsa_sparsity sp, ui
     uint8_t *want = malloc((size_t)n);
     double *margin = malloc(sizeof(double) * (size_t)n);
     ref_sale_mask(ps, &p, thr, ref_int4_score, &codes, want, margin);
-    int64_t ties = 0, kept = 0;
+    uint8_t *int4_only = malloc((size_t)n);
+    ref_sale plain = p;
+    plain.refine_log2 = 0.0;
+    ref_sale_mask(ps, &plain, thr, ref_int4_score, &codes, int4_only, NULL);
+    int64_t ties = 0, kept = 0, added = 0;
     const int64_t bad = disagreements(got, want, margin, n, TIE, &ties);
     for (int64_t e = 0; e < n; ++e)
-        kept += want[e];
-    printf("# estimate B%lld H%lld/%lld L%lld/%lld D%lld %s blocks %dx%d tau %g: %lld/%lld blocks kept, %lld ties, %lld disagreements\n",
+        kept += want[e], added += want[e] && !int4_only[e];
+    free(int4_only);
+    printf("# estimate B%lld H%lld/%lld L%lld/%lld D%lld %s blocks %dx%d tau %g refine %g: %lld/%lld blocks kept (%lld by the second look), %lld ties, %lld disagreements\n",
            (long long)s.batch, (long long)s.q_heads, (long long)s.kv_heads, (long long)s.q_len, (long long)s.kv_len,
-           (long long)s.head_dim, s.causal ? "causal" : "full", sp.block_q, sp.block_k, (double)sp.tau, (long long)kept,
-           (long long)n, (long long)ties, (long long)bad);
+           (long long)s.head_dim, s.causal ? "causal" : "full", sp.block_q, sp.block_k, (double)sp.tau,
+           (double)sp.refine_nats, (long long)kept,
+           (long long)n, (long long)added, (long long)ties, (long long)bad);
     if (bad)
         fail_msg("the estimator disagrees with the float64 rule on the same codes (seed %llu)", (unsigned long long)harness_seed);
     free(thr), free(want), free(margin), free(got);
     ref_int4_free(&codes);
     clsa_plan_release(plan);
     harness_buffers_release(&b);
+    return added;
+}
+
+static int64_t check_estimate(clsa_context *ctx, clsa_shape s, clsa_sparsity sp, uint64_t stream)
+{
+    return check_estimate_on(ctx, s, sp, stream, true);
 }
 
 static void test_estimate_matches_host(void **state)
@@ -318,6 +340,18 @@ static void test_estimate_matches_host(void **state)
     check_estimate(ctx, clsa_shape_make(1, 2, 1, L, L, 64, CLSA_F32, 1), sp, 25);
     sp.local_tokens = 16, sp.block_q = 16, sp.block_k = 16;
     check_estimate(ctx, clsa_shape_make(1, 2, 2, 2 * L, L / 2, 64, CLSA_F16, 0), sp, 26);
+    /* The exact second look off (SALE's rule alone), and where it must decide blocks: on random
+       data at head_dim 256 with scale 1 the int4 estimates drop many blocks that exact scores
+       keep, and a device that skipped the second look would disagree on all of them. */
+    clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+    sp.refine_nats = 0.0f;
+    assert_int_equal(check_estimate(ctx, clsa_shape_make(1, 4, 2, L, L, 64, CLSA_F32, 1), sp, 27), 0);
+    sp.refine_nats = 1.0f, sp.tau = 200.0f, sp.block_q = 16, sp.block_k = 16;
+    clsa_shape spread = clsa_shape_make(1, 4, 1, L, L, 256, CLSA_BF16, 1);
+    spread.scale = 1.0f; /* scores of random data spread over several nats, and tau 200 with 16 x 16 blocks drops many */
+    const int64_t added = check_estimate_on(ctx, spread, sp, 28, false);
+    if (added == 0 && !harness_small) /* 80 tokens leave too few blocks to count on one */
+        fail_msg("the second look added no block at 3 nats (seed %llu)", (unsigned long long)harness_seed);
     clsa_context_release(ctx);
 }
 
@@ -338,7 +372,7 @@ static void test_recall_vs_oracle(void **state)
     uint8_t *oracle_dev = device_mask(ctx, &s, &exact, &b, NULL, NULL, NULL);
 
     float tau[4] = {sp.tau, sp.tau, sp.tau, sp.tau};
-    ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k};
+    ref_sale p = {tau, sp.sink_tokens, sp.local_tokens, sp.block_q, sp.block_k, 0.0, NULL, NULL}; /* the oracle */
     clsa_shape ps = s;
     ps.scale = (float)(1.0 / sqrt((double)s.head_dim));
     double *thr = malloc(sizeof(double) * (size_t)(s.batch * s.q_heads * L));
@@ -594,6 +628,12 @@ static void test_bad_sparsity(void **state)
     clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
     sp.local_tokens = -5;
     expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_TOKENS);
+    const float bad_refine[3] = {-0.25f, 16.5f, NAN};
+    for (int i = 0; i < 3; ++i) {
+        clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+        sp.refine_nats = bad_refine[i];
+        expect_plan(ctx, &s, &sp, CLSA_ERR_INVALID_REFINE);
+    }
     clsa_context_release(ctx);
 }
 

@@ -122,6 +122,7 @@ typedef enum clsa_status {
     CLSA_ERR_INVALID_WAIT_LIST = -2022,    /**< num_wait and wait_list disagree */
     CLSA_ERR_INVALID_TOKENS = -2023,       /**< sink or local token count is negative */
     CLSA_ERR_INVALID_MASK_COUNT = -2024,   /**< a block-mask count is negative or above the key blocks */
+    CLSA_ERR_INVALID_REFINE = -2025,       /**< clsa_sparsity.refine_nats is negative, above 16, or NaN */
 } clsa_status;
 
 /** A short constant name for any status, clsa's or OpenCL's ("CLSA_ERR_HEAD_RATIO", "CL_INVALID_VALUE"). */
@@ -315,6 +316,16 @@ typedef enum clsa_method {
  *      Blocks holding sink, local or diagonal keys of any of the block's rows are always kept;
  *      causal blocks with no visible key are never kept. tau_h <= 1e-5 keeps every visible
  *      block (a dense head).
+ *   5. The exact second look (clsa's addition; refine_nats > 0, method SALE): a block that rule 4
+ *      drops although its best S~ - threshold is >= -refine_nats is scored again with exact f32
+ *      scores (scale * q_i . k_j, compared with the same threshold) and kept when one of its
+ *      visible elements passes. Why: at head_dim 256 (Gemma 3) the int4 mask kept only 0.97-0.99
+ *      of the blocks that the rule keeps on exact scores, and every block it missed stood less
+ *      than 0.5 nats above the threshold (bench/real/recall.py): the codes' rounding, spread over
+ *      256 channels, not the scale groups (8-channel groups did no better) or the smoothing
+ *      (none did worse). Lowering tau would recover those blocks only by keeping many more; the
+ *      second look costs about one half of dense attention's work per block it scores, and only
+ *      near-threshold blocks are scored. refine_nats 0 gives SALE's rule alone.
  */
 typedef struct clsa_sparsity {
     clsa_method method;
@@ -326,9 +337,12 @@ typedef struct clsa_sparsity {
     int32_t local_tokens; /**< keys always kept around each query's diagonal (default 256; 0 allowed) */
     int32_t block_q;      /**< query rows per mask block, power of two 16..128 (default 64) */
     int32_t block_k;      /**< keys per mask block, power of two 16..128 (default 32) */
+    /** SALE: the exact second look's margin in nats (rule 5), 0 (off) to 16; default 0.25. */
+    float refine_nats;
 } clsa_sparsity;
 
-/** Defaults: the given method, tau 0.004, sink 32, local 256, blocks 64 x 32 (SALE's). */
+/** Defaults: the given method, tau 0.004, sink 32, local 256, blocks 64 x 32 (SALE's), and the
+    exact second look at blocks within 0.25 nats of the threshold. */
 CLSA_API void clsa_sparsity_init(clsa_sparsity *sparsity, clsa_method method);
 
 /* ------------------------------------------------------------------------------------------ */

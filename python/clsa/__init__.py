@@ -143,7 +143,7 @@ def _taus(tau, q_heads):
 
 
 def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, device=None, sink_tokens=32,
-              local_tokens=256, block_q=64, block_k=32):
+              local_tokens=256, block_q=64, block_k=32, refine_nats=0.25):
     """softmax(scale * q k^T [causal]) v on an OpenCL device; returns (output, Stats).
 
     method: "dense" (exact) or "sale" (int4 estimate, then block-sparse attention; arXiv 2505.24179).
@@ -152,6 +152,8 @@ def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, devic
     device: a selector in clsa's grammar ("pocl:0", "intel:0", "1"; None: CLSA_DEVICE, else the
     first GPU, else the first device).
     sink_tokens, local_tokens, block_q, block_k: SALE's reference set and block sizes.
+    refine_nats: the exact second look at blocks the int4 estimate drops within this many nats of
+    the threshold (clsa.h, rule 5); 0 gives SALE's rule alone.
     """
     if method not in ("dense", "sale"):
         raise ValueError(f'method must be "dense" or "sale", not {method!r}')
@@ -176,8 +178,9 @@ def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, devic
             sparsity.tau_per_head = per_head.ctypes.data_as(C.POINTER(C.c_float))
         sparsity.sink_tokens, sparsity.local_tokens = sink_tokens, local_tokens
         sparsity.block_q, sparsity.block_k = block_q, block_k
+        sparsity.refine_nats = refine_nats
     key = (q.shape, k.shape, q.dtype.str, bool(causal), shape.scale, method, float(sparsity.tau) if sparsity else 0.0,
-           per_head.tobytes() if per_head is not None else b"", sink_tokens, local_tokens, block_q, block_k)
+           per_head.tobytes() if per_head is not None else b"", sink_tokens, local_tokens, block_q, block_k, refine_nats)
     plan = dev.plan(key, shape, sparsity)
 
     out = np.empty_like(q)

@@ -47,7 +47,7 @@ class Shape(C.Structure):
 class Sparsity(C.Structure):
     _fields_ = [("method", C.c_int), ("tau", C.c_float), ("tau_per_head", C.POINTER(C.c_float)),
                 ("sink_tokens", C.c_int32), ("local_tokens", C.c_int32), ("block_q", C.c_int32),
-                ("block_k", C.c_int32)]
+                ("block_k", C.c_int32), ("refine_nats", C.c_float)]
 
 
 class BlockMask(C.Structure):

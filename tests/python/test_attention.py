@@ -144,6 +144,9 @@ def test_errors_carry_the_library_message(rng):
     with pytest.raises(clsa.Error) as e:
         clsa.attention(q, k, v, method="sale", block_q=48)
     assert e.value.name == "CLSA_ERR_INVALID_BLOCK_SIZE"
+    with pytest.raises(clsa.Error) as e:
+        clsa.attention(q, k, v, method="sale", refine_nats=-1.0)
+    assert e.value.name == "CLSA_ERR_INVALID_REFINE" and "refine_nats" in str(e.value)
 
 
 def test_bad_python_arguments(rng):
