@@ -3,7 +3,7 @@
  *
  *   clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]
  *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]
- *              [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N]
+ *              [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]
  *              [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
  *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]
  *
@@ -80,6 +80,7 @@ typedef struct options {
     const char *tau_file; /* per-head tau of layer `layer` (bench/tau_file.h), read once in main */
     int layer;
     float *tau_per_head;
+    float refine; /* the exact second look's margin in nats; < 0: the library's default */
 } options;
 
 static void usage(void)
@@ -87,7 +88,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]\n"
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]\n"
-            "                  [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N]\n"
+            "                  [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
             "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]\n");
     exit(2);
@@ -107,7 +108,7 @@ static int64_t parse_int(const char *flag, const char *text)
 static options parse(int argc, char **argv)
 {
     options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0, 0.004f, 32, 256, 64, 32,
-                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL};
+                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL, -1.0f};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -123,6 +124,7 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--sgemm")) o.sgemm = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--sink")) o.sink = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--local")) o.local = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--refine")) o.refine = strtof(TAKE(), NULL);
         else if (!strcmp(a, "--block-q")) o.block_q = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--block-k")) o.block_k = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--tau")) o.tau = strtof(TAKE(), NULL);
@@ -406,6 +408,8 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     clsa_sparsity_init(&sp, method);
     sp.tau = o->tau, sp.sink_tokens = o->sink, sp.local_tokens = o->local, sp.block_q = o->block_q, sp.block_k = o->block_k;
     sp.tau_per_head = o->tau_per_head;
+    if (o->refine >= 0.0f || o->refine != o->refine) /* NaN reaches the library, which rejects it */
+        sp.refine_nats = o->refine;
     clsa_plan *plan = NULL;
     clsa_status st = clsa_plan_create(b->ctx, &b->shape, &sp, &plan);
     if (st)
