@@ -130,9 +130,10 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
 #if EXACT
 #define SCORE_ARGS , __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *kt, long kt_at
 #else
-/* The exact second look reads Q and K as stored, and the key means that smoothing removed. */
-#define SCORE_ARGS , __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const STORAGE *k, \
-                   long k_sb, long k_sh, long k_st, long k_mean_at, float refine_log2
+/* The exact second look reads Q as stored, the f32 K^T that the K/V layout stage wrote, and the
+   key means that smoothing removed. */
+#define SCORE_ARGS , __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *kt, long kt_at, \
+                   long k_mean_at, float refine_log2
 #endif
 
 #define R EST_ROWS /* query rows of one register tile (src/estimate.c) */
@@ -234,23 +235,29 @@ static inline __attribute__((always_inline)) float16 half_margin(float16 t, floa
 #if !EXACT
 /* The exact second look at key block [k0, k1] for the query block's rows at q_rows (rows `rows`,
    each q_st apart): true when some visible element's exact score t = scale * log2(e) * q.k reaches
-   its row's threshold, which is in the frame of the smoothed estimate, so t - shift[r] is compared
-   (shift: the row term scale * log2(e) * q_i . mean_k, rows_shift). A score that is not finite
-   passes, as an estimate does. Each score is one f32 dot product of the stored rows. */
-static bool exact_block_passes(__global const STORAGE *q, long q_rows, long q_st, __global const STORAGE *k,
-                               long k_head, long k_st, int rows, int k0, int k1, const int limit[BLOCK_Q],
-                               const float thr[BLOCK_Q], const float shift[BLOCK_Q], float scale_log2e)
+   its row's threshold. The thresholds are in the frame of the smoothed estimate, so t - shift[r]
+   is compared (shift: the row term scale * log2(e) * q_i . mean_k, rows_shift). A score that is not
+   finite passes, as an estimate does. R rows by 16 keys at a time, as the oracle scores them:
+   each key vector of the f32 K^T (ktb, kt_index) meets R query values read from storage. */
+static bool exact_block_passes(__global const STORAGE *q, long q_rows, long q_st, __global const float *ktb, int rows,
+                               int k0, int k1, const int limit[BLOCK_Q], const float thr[BLOCK_Q],
+                               const float shift[BLOCK_Q], float scale_log2e)
 {
-    for (int r = 0; r < rows; ++r) {
-        const long qo = q_rows + (long)r * q_st;
-        for (int j = k0; j <= min(k1, limit[r]); ++j) {
-            const long ko = k_head + (long)j * k_st;
-            float16 acc = (float16)(0.0f);
-            for (int g = 0; g < HEAD_DIM_PADDED / 16; ++g)
-                acc = fma(load_group(q, qo, g), load_group(k, ko, g), acc);
-            const float t = hsum16(acc) * scale_log2e;
-            if (!isfinite(t) || t - shift[r] >= thr[r])
-                return true;
+    for (int g = 0; g < rows; g += R) {
+        for (int j0 = k0; j0 <= min(k1, limit[min(g + R, rows) - 1]); j0 += 16) {
+            float16 acc[R];
+            _Pragma("unroll") for (int r = 0; r < R; ++r)
+                acc[r] = (float16)(0.0f);
+            for (int c = 0; c < HEAD_DIM; ++c) {
+                const float16 kv = vload16(0, ktb + kt_index(c, j0));
+                _Pragma("unroll") for (int r = 0; r < R; ++r)
+                    acc[r] = fma((float16)(load_elem(q, q_rows + (long)min(g + r, rows - 1) * q_st + c)), kv, acc[r]);
+            }
+            _Pragma("unroll") for (int r = 0; r < R; ++r)
+                if (g + r < rows &&
+                    any(half_margin(acc[r] * scale_log2e, thr[g + r] + shift[g + r], j0, k0, k1, limit[g + r]) >=
+                        (float16)(0.0f)))
+                    return true;
         }
     }
     return false;
@@ -363,7 +370,8 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     __global const float *corr = ws_f32(ws, corr_at) + (long)bh * kv_len_padded;
 #define CHUNK_SCORES(g, j0, lo, hi) \
     chunk_scores(qv, qscale, g, pairs, kscale, corr, kv_len_padded, j0, scale_log2e, lo, hi)
-    const long q_rows = b * q_sb + h * q_sh + (long)row_first * q_st, k_head = b * k_sb + hk * k_sh;
+    const long q_rows = b * q_sb + h * q_sh + (long)row_first * q_st;
+    __global const float *ktb = kt + kt_at + bhk * HEAD_DIM * kv_len_padded;
     const int rows = row_last - row_first + 1;
     float shift[BLOCK_Q];
     bool shifted = false; /* shift[] is filled at the first second look */
@@ -416,8 +424,7 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
                     if (!shifted)
                         rows_shift(q, q_rows, q_st, rows, ws_f32(ws, k_mean_at) + bhk * HEAD_DIM, scale_log2e, shift);
                     shifted = true;
-                    keep = exact_block_passes(q, q_rows, q_st, k, k_head, k_st, rows, k0, k1, limit, thr, shift,
-                                              scale_log2e);
+                    keep = exact_block_passes(q, q_rows, q_st, ktb, rows, k0, k1, limit, thr, shift, scale_log2e);
                 }
 #endif
                 if (keep)

@@ -90,10 +90,12 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
         CLSA_ARG(&a, workspace);
         CLSA_ARG(&a, kt_at);
     } else {
-        /* The exact second look scores stored Q against stored K (rule 5 of clsa_sparsity). */
+        /* The exact second look (rule 5 of clsa_sparsity) scores stored Q against the f32 K^T, as
+           the oracle does. */
         cl_float refine_log2 = (cl_float)(sp->refine_nats * 1.4426950408889634);
         clsa_arg_tensor(&a, q, &plan->q);
-        clsa_arg_tensor(&a, k, &plan->k);
+        CLSA_ARG(&a, workspace);
+        CLSA_ARG(&a, kt_at);
         cl_long k_mean_at = (cl_long)L->k_mean;
         CLSA_ARG(&a, k_mean_at);
         CLSA_ARG(&a, refine_log2);

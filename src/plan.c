@@ -359,12 +359,13 @@ clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_
     return st ? st : clsa_quantize_enqueue(plan, queue, q, k, workspace, num_wait, wait_list, out_event);
 }
 
-/* Estimation after the checks: the exact-score oracle first lays K^T out in the workspace. */
+/* Estimation after the checks: the exact-score oracle and SALE's exact second look first lay
+   K^T out in the workspace (attention lays it out again with V: its caller may change K between). */
 static clsa_status run_estimate(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
                                 const clsa_block_mask *mask, cl_uint num_wait, const cl_event *wait_list,
                                 cl_event *out_event)
 {
-    if (plan->sparsity.method != CLSA_METHOD_SALE_EXACT)
+    if (plan->sparsity.method != CLSA_METHOD_SALE_EXACT && plan->sparsity.refine_nats == 0.0f)
         return clsa_estimate_enqueue(plan, queue, q, k, workspace, mask, num_wait, wait_list, out_event);
     cl_event kt_done = NULL;
     clsa_status st = clsa_kv_layout_enqueue(&plan->kv, plan, queue, k, NULL, workspace, num_wait, wait_list, &kt_done);
