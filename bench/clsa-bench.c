@@ -6,6 +6,7 @@
  *              [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]
  *              [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
  *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]
+ *   clsa-bench [--device SEL] --info       (what clsa read from the device, and its extensions)
  *
  * Methods: dense (exact), sale (int4 estimate + Relative Attention Score), oracle (the SALE rule
  * on exact f32 scores: the rule's quality ceiling, as costly as dense), random:P (sparse attention
@@ -33,6 +34,7 @@
  */
 #include "llm_data.h"
 #include "npy.h"
+#include "device_info.h"
 #include "npy_tensor.h"
 #include "tau_file.h"
 #include "reference.h"
@@ -81,6 +83,7 @@ typedef struct options {
     int layer;
     float *tau_per_head;
     float refine; /* the exact second look's margin in nats; < 0: the library's default */
+    int info;     /* --info: print the device's information and stop */
 } options;
 
 static void usage(void)
@@ -90,7 +93,8 @@ static void usage(void)
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]\n"
             "                  [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
-            "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]\n");
+            "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]\n"
+            "       clsa-bench [--device SEL] --info\n");
     exit(2);
 }
 
@@ -108,7 +112,7 @@ static int64_t parse_int(const char *flag, const char *text)
 static options parse(int argc, char **argv)
 {
     options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0, 0.004f, 32, 256, 64, 32,
-                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL, -1.0f};
+                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL, -1.0f, 0};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -134,6 +138,7 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--data")) o.data = TAKE();
         else if (!strcmp(a, "--json")) o.json = TAKE();
         else if (!strcmp(a, "--device")) o.device = TAKE();
+        else if (!strcmp(a, "--info")) o.info = 1;
         else if (!strcmp(a, "--style")) o.style = TAKE();
         else if (!strcmp(a, "--causal")) o.causal = 1;
         else if (!strcmp(a, "--no-causal")) o.causal = 0;
@@ -540,6 +545,11 @@ int main(int argc, char **argv)
     clsa_status st = clsa_context_create_default(&copt, &b.ctx);
     if (st)
         die(NULL, st, "creating a context (is an OpenCL device installed?)");
+    if (o->info) {
+        device_info_print(stdout, b.ctx);
+        clsa_context_release(b.ctx);
+        return 0;
+    }
 
     if (!strncmp(o->data, "npy:", 4)) {
         int64_t dq[4], dk[4], dv[4];

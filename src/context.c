@@ -5,11 +5,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Extension queries, in case the OpenCL headers predate them (values from the Khronos registry). */
+#ifndef CL_DEVICE_SUB_GROUP_SIZES_INTEL
+#define CL_DEVICE_SUB_GROUP_SIZES_INTEL 0x4108
+#endif
+#ifndef CL_DEVICE_MAX_NUM_SUB_GROUPS
+#define CL_DEVICE_MAX_NUM_SUB_GROUPS 0x105C
+#endif
+#ifndef CL_DEVICE_INTEGER_DOT_PRODUCT_CAPABILITIES_KHR
+#define CL_DEVICE_INTEGER_DOT_PRODUCT_CAPABILITIES_KHR 0x1073
+#endif
+
 static cl_int read_string(cl_device_id device, cl_device_info what, char *buf, size_t size)
 {
     cl_int err = clGetDeviceInfo(device, what, size, buf, NULL);
     buf[size - 1] = '\0';
     return err;
+}
+
+/* Whether the space-separated list holds `name` as a whole word. */
+static bool has_extension(const char *list, const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
+        if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    return false;
 }
 
 static clsa_status read_caps(clsa_context *ctx)
@@ -34,14 +55,43 @@ static clsa_status read_caps(clsa_context *ctx)
     }
     if (err)
         return clsa_fail(ctx, (clsa_status)err, "reading the device's capabilities failed");
+    /* The extensions are read for features, never required: a device that fails to report them
+       is used without any. */
     size_t ext_size = 0;
     err = clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size);
-    char *ext = err ? NULL : malloc(ext_size + 1);
-    if (ext && !clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, ext_size, ext, NULL)) {
-        ext[ext_size] = '\0';
-        caps->has_fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+    ctx->extensions = calloc(err ? 1 : ext_size + 1, 1);
+    if (!ctx->extensions)
+        return clsa_fail(ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "no memory for the device's extension list");
+    if (!err && clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, ext_size, ctx->extensions, NULL))
+        ctx->extensions[0] = '\0';
+    const char *ext = ctx->extensions;
+    caps->has_fp64 = has_extension(ext, "cl_khr_fp64");
+    caps->has_fp16 = has_extension(ext, "cl_khr_fp16");
+    caps->has_subgroups = has_extension(ext, "cl_khr_subgroups");
+    /* OpenCL 2.1 made sub-groups core, and 3.0 optional again: a device that can run any reports
+       CL_DEVICE_MAX_NUM_SUB_GROUPS > 0. Older versions do not know the query. */
+    int major = 0, minor = 0;
+    cl_uint max_sub_groups = 0;
+    if (sscanf(caps->device_version, "OpenCL %d.%d", &major, &minor) == 2 && (major > 2 || (major == 2 && minor >= 1)) &&
+        !clGetDeviceInfo(d, CL_DEVICE_MAX_NUM_SUB_GROUPS, sizeof max_sub_groups, &max_sub_groups, NULL))
+        caps->has_subgroups = caps->has_subgroups || max_sub_groups > 0;
+    caps->has_intel_subgroups = has_extension(ext, "cl_intel_subgroups");
+    caps->has_intel_required_subgroup_size = has_extension(ext, "cl_intel_required_subgroup_size");
+    caps->has_integer_dot_product = has_extension(ext, "cl_khr_integer_dot_product");
+    size_t sizes_bytes = 0;
+    if (caps->has_intel_required_subgroup_size &&
+        !clGetDeviceInfo(d, CL_DEVICE_SUB_GROUP_SIZES_INTEL, 0, NULL, &sizes_bytes) && sizes_bytes > 0) {
+        size_t sizes[64];
+        if (sizes_bytes <= sizeof sizes && !clGetDeviceInfo(d, CL_DEVICE_SUB_GROUP_SIZES_INTEL, sizes_bytes, sizes, NULL)) {
+            const size_t n = sizes_bytes / sizeof sizes[0];
+            caps->num_subgroup_sizes = (cl_uint)(n < 8 ? n : 8);
+            memcpy(caps->subgroup_sizes, sizes, caps->num_subgroup_sizes * sizeof sizes[0]);
+        }
     }
-    free(ext);
+    cl_ulong dot = 0; /* cl_device_integer_dot_product_capabilities_khr is a cl_bitfield */
+    if (caps->has_integer_dot_product &&
+        !clGetDeviceInfo(d, CL_DEVICE_INTEGER_DOT_PRODUCT_CAPABILITIES_KHR, sizeof dot, &dot, NULL))
+        caps->integer_dot_product = (cl_uint)(dot & (CLSA_INT_DOT_4X8_PACKED | CLSA_INT_DOT_4X8));
     return CLSA_SUCCESS;
 }
 
@@ -144,6 +194,7 @@ void clsa_context_release(clsa_context *ctx)
     if (ctx->cl_ctx)
         clReleaseContext(ctx->cl_ctx);
     free(ctx->cache_dir);
+    free(ctx->extensions);
     free(ctx);
 }
 
@@ -151,3 +202,8 @@ cl_context clsa_context_cl_context(const clsa_context *ctx) { return ctx ? ctx->
 cl_device_id clsa_context_device(const clsa_context *ctx) { return ctx ? ctx->device : NULL; }
 clsa_kernel_style clsa_context_kernel_style(const clsa_context *ctx) { return ctx ? ctx->style : CLSA_STYLE_AUTO; }
 const char *clsa_context_device_name(const clsa_context *ctx) { return ctx ? ctx->caps.name : ""; }
+const clsa_device_info *clsa_context_device_info(const clsa_context *ctx) { return ctx ? &ctx->caps : NULL; }
+const char *clsa_context_device_extensions(const clsa_context *ctx)
+{
+    return ctx && ctx->extensions ? ctx->extensions : "";
+}

@@ -11,21 +11,8 @@
 #define CLSA_ERROR_MAX 16384
 
 /* Device facts read once per context. */
-typedef struct clsa_device_caps {
-    char name[256];
-    char vendor[256];
-    char driver_version[256];
-    char device_version[256];
-    char platform_version[256];
-    char c_version[256];
-    cl_device_type type;
-    cl_ulong local_mem_size;
-    cl_ulong max_mem_alloc;
-    size_t max_work_group_size;
-    cl_uint native_float_width; /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 with AVX-512, 8 with AVX2 */
-    cl_uint compute_units;      /* CL_DEVICE_MAX_COMPUTE_UNITS: cores (CPU) or SMs / CUs (GPU) */
-    bool has_fp64;
-} clsa_device_caps;
+/* The device's capabilities: the public clsa_device_info, read once by context.c. */
+typedef clsa_device_info clsa_device_caps;
 
 /* A program built for one (source, options) pair, kept by the context so plans share it. */
 typedef struct clsa_program_entry {
@@ -40,6 +27,7 @@ struct clsa_context {
     cl_device_id device;
     cl_platform_id platform;
     clsa_device_caps caps;
+    char *extensions; /* CL_DEVICE_EXTENSIONS, owned; never NULL after creation */
     clsa_kernel_style style;
     char *cache_dir; /* NULL when the binary cache is off */
     clsa_program_entry *programs;

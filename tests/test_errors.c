@@ -311,6 +311,73 @@ static void test_host_call_nulls(void **state)
     clsa_plan_release(plan);
 }
 
+/* Whether the space-separated list names `want` exactly (the test's own reading of the list). */
+static bool lists_extension(const char *list, const char *want)
+{
+    char word[256];
+    for (const char *p = list; *p;) {
+        while (*p == ' ')
+            ++p;
+        size_t n = strcspn(p, " ");
+        if (n > 0 && n < sizeof word) {
+            memcpy(word, p, n);
+            word[n] = '\0';
+            if (!strcmp(word, want))
+                return true;
+        }
+        p += n;
+    }
+    return false;
+}
+
+/* The device information agrees with what OpenCL reports when asked directly. */
+static void test_device_info(void **state)
+{
+    (void)state;
+    assert_null(clsa_context_device_info(NULL));
+    assert_string_equal(clsa_context_device_extensions(NULL), "");
+    const clsa_device_info *d = clsa_context_device_info(ctx);
+    assert_non_null(d);
+    cl_device_id dev = clsa_context_device(ctx);
+    char name[256] = "";
+    cl_uint units = 0;
+    size_t wg = 0, ext_size = 0;
+    cl_ulong local = 0;
+    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_NAME, sizeof name, name, NULL), CL_SUCCESS);
+    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL), CL_SUCCESS);
+    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL), CL_SUCCESS);
+    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL), CL_SUCCESS);
+    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_size), CL_SUCCESS);
+    char *ext = calloc(ext_size + 1, 1);
+    assert_non_null(ext);
+    assert_int_equal(clGetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, ext_size, ext, NULL), CL_SUCCESS);
+    assert_string_equal(d->name, name);
+    assert_string_equal(clsa_context_device_extensions(ctx), ext);
+    assert_int_equal(d->compute_units, units);
+    assert_int_equal(d->max_work_group_size, wg);
+    assert_int_equal(d->local_mem_size, local);
+    assert_int_equal(strncmp(d->c_version, "OpenCL C ", 9), 0);
+    assert_int_equal(d->has_fp16, lists_extension(ext, "cl_khr_fp16"));
+    assert_int_equal(d->has_fp64, lists_extension(ext, "cl_khr_fp64"));
+    if (lists_extension(ext, "cl_khr_subgroups")) /* OpenCL >= 2.1 devices may have them without it */
+        assert_true(d->has_subgroups);
+    assert_int_equal(d->has_intel_subgroups, lists_extension(ext, "cl_intel_subgroups"));
+    assert_int_equal(d->has_intel_required_subgroup_size, lists_extension(ext, "cl_intel_required_subgroup_size"));
+    assert_int_equal(d->has_integer_dot_product, lists_extension(ext, "cl_khr_integer_dot_product"));
+    if (d->has_intel_required_subgroup_size)
+        assert_true(d->num_subgroup_sizes > 0);
+    else
+        assert_int_equal(d->num_subgroup_sizes, 0);
+    for (cl_uint i = 0; i < d->num_subgroup_sizes; ++i)
+        assert_true(d->subgroup_sizes[i] > 0 && d->subgroup_sizes[i] <= wg);
+    if (!d->has_integer_dot_product)
+        assert_int_equal(d->integer_dot_product, 0);
+    printf("# %s: %s; fp16 %d, sub-groups khr %d intel %d (%u sizes), integer dot %d (caps %u)\n", d->name,
+           d->c_version, d->has_fp16, d->has_subgroups, d->has_intel_subgroups, d->num_subgroup_sizes,
+           d->has_integer_dot_product, d->integer_dot_product);
+    free(ext);
+}
+
 static void test_context_options(void **state)
 {
     (void)state;
@@ -386,7 +453,7 @@ int main(void)
         cmocka_unit_test(test_method),            cmocka_unit_test(test_null_plan_arguments),
         cmocka_unit_test(test_call_arguments),    cmocka_unit_test(test_host_call_nulls),
         cmocka_unit_test(test_context_options),   cmocka_unit_test(test_build_failure_message),
-        cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_status_strings),    cmocka_unit_test(test_device_info),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -219,6 +219,45 @@ CLSA_API clsa_kernel_style clsa_context_kernel_style(const clsa_context *ctx);
 /** The device name, as CL_DEVICE_NAME reports it. */
 CLSA_API const char *clsa_context_device_name(const clsa_context *ctx);
 
+/** Bits of clsa_device_info.integer_dot_product (cl_khr_integer_dot_product's capabilities). */
+#define CLSA_INT_DOT_4X8_PACKED 1u /**< dot products of 4 x 8-bit values packed in a 32-bit integer */
+#define CLSA_INT_DOT_4X8 2u        /**< the same on char4 / uchar4 vectors */
+
+/**
+ * What clsa read from a context's device, once, when the context was created: what kernel
+ * variants it may use, and what a bug report needs. Strings are as the device reports them, cut
+ * to 255 bytes. Extension flags come from CL_DEVICE_EXTENSIONS, whole names only.
+ */
+typedef struct clsa_device_info {
+    char name[256];             /**< CL_DEVICE_NAME */
+    char vendor[256];           /**< CL_DEVICE_VENDOR */
+    char driver_version[256];   /**< CL_DRIVER_VERSION */
+    char device_version[256];   /**< CL_DEVICE_VERSION ("OpenCL 3.0 ...") */
+    char platform_version[256]; /**< CL_PLATFORM_VERSION of the device's platform */
+    char c_version[256];        /**< CL_DEVICE_OPENCL_C_VERSION ("OpenCL C 1.2 ...") */
+    cl_device_type type;        /**< CL_DEVICE_TYPE bits (CPU, GPU, accelerator) */
+    cl_uint compute_units;      /**< CL_DEVICE_MAX_COMPUTE_UNITS: cores (CPU) or SMs / CUs (GPU) */
+    cl_ulong local_mem_size;    /**< CL_DEVICE_LOCAL_MEM_SIZE, bytes */
+    cl_ulong max_mem_alloc;     /**< CL_DEVICE_MAX_MEM_ALLOC_SIZE, bytes */
+    size_t max_work_group_size; /**< CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    cl_uint native_float_width; /**< CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT: 16 with AVX-512, 8 with AVX2 */
+    int has_fp64;               /**< cl_khr_fp64 */
+    int has_fp16;               /**< cl_khr_fp16: half arithmetic (clsa stores f16 without it) */
+    int has_subgroups;          /**< cl_khr_subgroups, or OpenCL >= 2.1 with CL_DEVICE_MAX_NUM_SUB_GROUPS > 0 */
+    int has_intel_subgroups;    /**< cl_intel_subgroups (shuffles, block reads) */
+    int has_intel_required_subgroup_size; /**< cl_intel_required_subgroup_size */
+    cl_uint num_subgroup_sizes; /**< entries of subgroup_sizes (0 unless cl_intel_required_subgroup_size) */
+    size_t subgroup_sizes[8];   /**< CL_DEVICE_SUB_GROUP_SIZES_INTEL, the first 8 */
+    int has_integer_dot_product; /**< cl_khr_integer_dot_product */
+    cl_uint integer_dot_product; /**< its capabilities: CLSA_INT_DOT_* bits (0 without it) */
+} clsa_device_info;
+
+/** The context's device information (valid while the context lives); NULL for a NULL context. */
+CLSA_API const clsa_device_info *clsa_context_device_info(const clsa_context *ctx);
+
+/** The device's whole CL_DEVICE_EXTENSIONS string ("" for a NULL context or when unreadable). */
+CLSA_API const char *clsa_context_device_extensions(const clsa_context *ctx);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Shapes                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
