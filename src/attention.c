@@ -20,6 +20,10 @@
  *   R = 4 ran 630 ms, 16 rows 702 and 8 rows 998). A work-group is one query block (local size
  *   block_q / R), whose work-items read the same blocks. Caveat: Intel's runtime made to emit
  *   AVX2 on an AVX-512 host still reports 16 floats, so only a real AVX2 host takes R = 4 here.
+ *   Above head_dim 128 sparse takes R = 4 as well: the 16 rows' output accumulators no longer fit
+ *   the cache near the core, and on Gemma 3's head_dim-256 tensors (8K, random masks of density
+ *   0.3 and 0.6, PoCL, AVX-512) attend / (dense x density) was 1.27-1.55 with R = 16, 1.27-1.32
+ *   with 8 and 1.14-1.17 with 4.
  * GPU: one query row per work-item, 64 rows per group, with the key tile halved above head_dim
  * 128 so the K and V tiles fit in 32 KiB of local memory. bench/RESULTS.md has the runs.
  */
@@ -27,6 +31,7 @@ typedef struct tuning {
     int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile;
 } tuning;
 enum { ROWS_BY_METHOD = 0, LOCAL_BY_SHAPE = 0 };
+enum { SPARSE_WIDE_ROWS_MAX_DIM = 128 }; /* sparse CPU work-items take 16 rows up to this head_dim */
 static const tuning default_tuning = {ROWS_BY_METHOD, LOCAL_BY_SHAPE, 64, 32};
 enum { DENSE_ROWS = 4, DENSE_MIN_LOCAL = 4 };
 
@@ -94,7 +99,8 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
     if (st)
         return st;
     if (t.cpu_rows_per_item == ROWS_BY_METHOD)
-        t.cpu_rows_per_item = !sparsity ? DENSE_ROWS : ctx->caps.native_float_width >= 16 ? 16 : 4;
+        t.cpu_rows_per_item = !sparsity ? DENSE_ROWS
+                            : ctx->caps.native_float_width >= 16 && shape->head_dim <= SPARSE_WIDE_ROWS_MAX_DIM ? 16 : 4;
     /* A sparse kernel's work-item (CPU) or work-group (GPU) must lie in one query block, and a
        GPU key tile in one key block: both block sizes are powers of two >= 16. */
     char sparse[96] = "-DSPARSE=0";
