@@ -2,7 +2,8 @@
  * clsa-calibrate: per-head SALE thresholds from calibration tensors.
  *
  * usage: clsa-calibrate --q Q.npy --k K.npy --v V.npy --theta T --out TAU_FILE [--layer N]
- *                       [--device SEL] [--no-causal] [--sink N] [--local N] [--block-q N] [--block-k N]
+ *                       [--keep-smaller] [--device SEL] [--no-causal] [--sink N] [--local N]
+ *                       [--block-q N] [--block-k N]
  *
  * For every query head, the largest tau on a grid from 0.512 down to 1.6e-5 whose SALE output on
  * these tensors stays within rel_l1 <= theta of dense attention (bench/calibrate.h); 0 (dense)
@@ -12,7 +13,9 @@
  * at every grid point.
  *
  * The thresholds of layer N (default 0) are merged into TAU_FILE (bench/tau_file.h): lines of
- * other layers are kept. Q is [B, Hq, L, D], K and V [B, Hkv, Lk, D] (or 3-D), float32 or float16;
+ * other layers are kept. With --keep-smaller, a head that TAU_FILE already holds for layer N (the
+ * whole layer, read as clsa-bench reads it) keeps the smaller of its old and new tau: run once per
+ * calibration text to get, per head, a tau that every text allows. Q is [B, Hq, L, D], K and V [B, Hkv, Lk, D] (or 3-D), float32 or float16;
  * the computation is f32.
  */
 #include "calibrate.h"
@@ -28,7 +31,7 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: clsa-calibrate --q Q.npy --k K.npy --v V.npy --theta T --out TAU_FILE [--layer N]\n"
+    fprintf(stderr, "usage: clsa-calibrate --q Q.npy --k K.npy --v V.npy --theta T --out TAU_FILE [--layer N] [--keep-smaller]\n"
                     "                      [--device SEL] [--no-causal] [--sink N] [--local N] [--block-q N] [--block-k N]\n");
     exit(2);
 }
@@ -66,13 +69,17 @@ int main(int argc, char **argv)
 {
     const char *qpath = NULL, *kpath = NULL, *vpath = NULL, *out_path = NULL, *device = NULL;
     double theta = -1.0;
-    int layer = 0, causal = 1;
+    int layer = 0, causal = 1, keep_smaller = 0;
     clsa_sparsity sp;
     clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-causal")) {
             causal = 0;
+            continue;
+        }
+        if (!strcmp(a, "--keep-smaller")) {
+            keep_smaller = 1;
             continue;
         }
         if (!v)
@@ -139,6 +146,8 @@ int main(int argc, char **argv)
         printf("\n");
     }
     char msg[1024];
+    if (keep_smaller && tau_file_keep_smaller(out_path, layer, (int)H, tau))
+        printf("layer %d: %s held thresholds for it; each head keeps the smaller\n", layer, out_path);
     if (tau_file_write_layer(out_path, layer, (int)H, tau, msg, sizeof msg) != 0) {
         fprintf(stderr, "clsa-calibrate: %s\n", msg);
         return 1;

@@ -182,3 +182,14 @@ int tau_file_write_layer(const char *path, int layer, int heads, const float *ta
     }
     return 0;
 }
+
+int tau_file_keep_smaller(const char *path, int layer, int heads, float *tau)
+{
+    float *old = calloc((size_t)heads, sizeof *old);
+    char err[256];
+    const int held = old && tau_file_read(path, layer, heads, old, err, sizeof err) == 0;
+    for (int h = 0; held && h < heads; ++h)
+        tau[h] = old[h] < tau[h] ? old[h] : tau[h];
+    free(old);
+    return held;
+}

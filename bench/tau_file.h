@@ -27,4 +27,10 @@ int tau_file_read(const char *path, int layer, int heads, float *tau, char *err,
    with a message in err, leaving the file unchanged. */
 int tau_file_write_layer(const char *path, int layer, int heads, const float *tau, char *err, size_t err_size);
 
+/* For several calibration texts: when path holds every head of layer `layer` (read as
+   tau_file_read reads it), lowers each tau[h] to the file's value if that is smaller and returns 1;
+   otherwise leaves tau as it is and returns 0 (no file, no such layer, or a file tau_file_read
+   rejects, which tau_file_write_layer then reports). */
+int tau_file_keep_smaller(const char *path, int layer, int heads, float *tau);
+
 #endif

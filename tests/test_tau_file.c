@@ -59,6 +59,29 @@ static void test_round_trip_and_merge(void **state)
     unlink(path);
 }
 
+/* Calibration over several texts keeps, per head, the smaller tau. */
+static void test_keep_smaller(void **state)
+{
+    (void)state;
+    char path[512], err[512];
+    path_of(path, sizeof path, "taus-min.txt");
+    unlink(path);
+    float tau[3] = {0.004f, 0.128f, 0.0f};
+    assert_int_equal(tau_file_keep_smaller(path, 5, 3, tau), 0); /* no file yet: unchanged */
+    assert_true(tau[0] == 0.004f && tau[1] == 0.128f && tau[2] == 0.0f);
+    assert_int_equal(tau_file_write_layer(path, 5, 3, tau, err, sizeof err), 0);
+    float other[3] = {0.016f, 0.002f, 0.5f};
+    assert_int_equal(tau_file_keep_smaller(path, 11, 3, other), 0); /* no layer 11 */
+    assert_true(other[0] == 0.016f && other[1] == 0.002f && other[2] == 0.5f);
+    assert_int_equal(tau_file_keep_smaller(path, 5, 3, other), 1);
+    assert_true(other[0] == 0.004f && other[1] == 0.002f && other[2] == 0.0f); /* 0 (dense) is the smallest */
+    write_text(path, "5 0 0.1\n5 0 0.2\n"); /* malformed: left to tau_file_write_layer to report */
+    float again[1] = {0.3f};
+    assert_int_equal(tau_file_keep_smaller(path, 5, 1, again), 0);
+    assert_true(again[0] == 0.3f);
+    unlink(path);
+}
+
 static void test_comments_blanks_and_order(void **state)
 {
     (void)state;
@@ -138,6 +161,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_and_merge),
+        cmocka_unit_test(test_keep_smaller),
         cmocka_unit_test(test_comments_blanks_and_order),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_missing_repeated_and_extra_heads),
