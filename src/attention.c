@@ -20,10 +20,10 @@
  *   R = 4 ran 630 ms, 16 rows 702 and 8 rows 998). A work-group is one query block (local size
  *   block_q / R), whose work-items read the same blocks. Caveat: Intel's runtime made to emit
  *   AVX2 on an AVX-512 host still reports 16 floats, so only a real AVX2 host takes R = 4 here.
- *   Above head_dim 128 sparse takes R = 4 as well: the 16 rows' output accumulators no longer fit
- *   the cache near the core, and on Gemma 3's head_dim-256 tensors (8K, random masks of density
- *   0.3 and 0.6, PoCL, AVX-512) attend / (dense x density) was 1.27-1.55 with R = 16, 1.27-1.32
- *   with 8 and 1.14-1.17 with 4.
+ *   Above head_dim 128 sparse takes R = 4 as well: on Gemma 3's head_dim-256 tensors (8K, random
+ *   masks of density 0.3 and 0.6, PoCL, AVX-512) attend / (dense x density) was 1.27-1.55 with
+ *   R = 16, 1.27-1.32 with 8 and 1.14-1.17 with 4, before sparse attention read its kept blocks
+ *   in cache tiles (cl/attention.cl); with the tiles 16 and 4 rows ran within noise (1.06-1.16).
  * GPU: one query row per work-item, 64 rows per group, with the key tile halved above head_dim
  * 128 so the K and V tiles fit in 32 KiB of local memory. bench/RESULTS.md has the runs.
  */
