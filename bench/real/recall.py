@@ -26,7 +26,10 @@ For every head and variant it prints recall (kept oracle blocks also kept / orac
 definition of clsa-bench), density (kept / visible blocks), and the softmax mass that the missed
 blocks carry (per row, averaged over rows). For the first variant it also splits the missed blocks
 by how far their best exact score stands above the threshold, in nats: a miss at under 0.1 is a
-tie, decided by any rounding; a miss far above the threshold is the estimate's error.
+tie, decided by any rounding; a miss far above the threshold is the estimate's error. And for the
+first variant, with a slack of d nats (d in --slack): the recall and density of the rule "keep when
+the estimate reaches the threshold minus d", and the share of visible blocks whose best estimate
+falls in [threshold - d, threshold), which an exact second look at those blocks would have to score.
 """
 import argparse
 import json
@@ -66,7 +69,7 @@ def parse_variant(name):
     return {"bits": 8 if kind == "int8" else 4, "smooth": kind != "int4raw", "group": int(group)}
 
 
-def head_recall(q, k, scale, tau, variants, block_q, block_k, sink, local, chunk):
+def head_recall(q, k, scale, tau, variants, block_q, block_k, sink, local, chunk, slacks):
     """Per variant: recall, density, missed mass; and the first variant's misses by exact margin."""
     Lq, D = q.shape
     Lk = k.shape[0]
@@ -86,6 +89,7 @@ def head_recall(q, k, scale, tau, variants, block_q, block_k, sink, local, chunk
     kpad = nkb * block_k - Lk
     stats = [{"oracle": 0, "found": 0, "kept": 0, "visible": 0, "missed_mass": 0.0} for _ in variants]
     margins = []
+    slack_stats = {d: {"found": 0, "kept": 0, "border": 0} for d in slacks}
     rows_total = 0
     for r0 in range(0, Lq, chunk):
         r1 = min(Lq, r0 + chunk)
@@ -122,7 +126,14 @@ def head_recall(q, k, scale, tau, variants, block_q, block_k, sink, local, chunk
                 qh, kh, shift_k, row_k = est
                 approx = scale * (qh[r0:r1] @ kh.T + shift_k[None, :] + (q[r0:r1] @ row_k)[:, None])
                 approx = approx.masked_fill(~visible, -math.inf)
-                kept = (blocks(approx - threshold, "max") >= 0) | forced
+                est_best = blocks(approx - threshold, "max")
+                kept = (est_best >= 0) | forced
+                if s is stats[0]:
+                    for d, t in slack_stats.items():
+                        loose = ((est_best >= -d) | forced) & vis_blocks
+                        t["found"] += int((oracle & loose).sum())
+                        t["kept"] += int(loose.sum())
+                        t["border"] += int(((est_best >= -d) & (est_best < 0) & ~forced & vis_blocks).sum())
             missed = oracle & ~kept & vis_blocks
             s["oracle"] += int(oracle.sum())
             s["found"] += int((oracle & kept).sum())
@@ -138,7 +149,10 @@ def head_recall(q, k, scale, tau, variants, block_q, block_k, sink, local, chunk
     edges = [0.1, 0.25, 0.5, 1.0, 2.0]
     split = {f"<{e}": int((margins < e).sum()) for e in edges}
     split[f">={edges[-1]}"] = int((margins >= edges[-1]).sum())
-    return out, split, int(margins.numel())
+    visible_total = stats[0]["visible"]
+    slack = {str(d): {"recall": t["found"] / stats[0]["oracle"], "density": t["kept"] / visible_total,
+                      "border_share": t["border"] / visible_total} for d, t in slack_stats.items()}
+    return out, split, int(margins.numel()), slack
 
 
 def main():
@@ -151,6 +165,7 @@ def main():
     ap.add_argument("--block-k", type=int, default=32)
     ap.add_argument("--sink", type=int, default=32)
     ap.add_argument("--local", type=int, default=256)
+    ap.add_argument("--slack", default="0.1,0.25,0.5", help="nats, comma-separated")
     ap.add_argument("--chunk", type=int, default=1024, help="query rows per step (a multiple of --block-q)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--json", help="also write the figures here")
@@ -158,6 +173,7 @@ def main():
     torch.set_num_threads(args.threads)
     names = args.variants.split(",")
     variants = [parse_variant(n) for n in names]
+    slacks = [float(d) for d in args.slack.split(",")] if args.slack else []
     q, k = load(os.path.join(args.data, "q.npy")), load(os.path.join(args.data, "k.npy"))
     if q.shape[-1] != k.shape[-1] or q.shape[0] % k.shape[0]:
         raise SystemExit("recall.py: q and k do not fit (head_dim, or q heads not a multiple of kv heads)")
@@ -167,13 +183,16 @@ def main():
     print(f"{args.data}: q {tuple(q.shape)}, k {tuple(k.shape)}, tau {args.tau}, scale {scale:g}")
     print("head  " + "  ".join(f"{n:>26}" for n in names) + "   (recall / density / missed mass)")
     for h in range(q.shape[0]):
-        per_variant, split, misses = head_recall(q[h], k[h // group], scale, args.tau, variants, args.block_q,
-                                                 args.block_k, args.sink, args.local, args.chunk)
+        per_variant, split, misses, slack = head_recall(q[h], k[h // group], scale, args.tau, variants, args.block_q,
+                                                        args.block_k, args.sink, args.local, args.chunk, slacks)
         print(f"{h:4}  " + "  ".join(f"{r['recall']:.4f} / {r['density']:.3f} / {r['missed_mass_per_row']:.1e}"
                                      for r in per_variant))
         print(f"      {names[0]} misses ({misses}) by exact margin over the threshold, nats: {split}")
+        print(f"      {names[0]} with slack d nats (recall / density / border share): " +
+              ", ".join(f"d={d}: {t['recall']:.4f} / {t['density']:.3f} / {t['border_share']:.3f}"
+                        for d, t in slack.items()))
         report["heads"].append({"head": h, "variants": dict(zip(names, per_variant)), "misses": misses,
-                                "miss_margin_nats": split})
+                                "miss_margin_nats": split, "slack": slack})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
