@@ -20,6 +20,17 @@ def rng(request):
     return np.random.default_rng([SEED, sum(map(ord, request.node.name))])
 
 
+@pytest.fixture(autouse=True)
+def fresh_context():
+    """With CLSA_TEST_FRESH_CONTEXT set (the test command's oclgrind run), each test gets its own
+    OpenCL context: see scripts/test.sh and tests/README.md, "oclgrind"."""
+    yield
+    if os.environ.get("CLSA_TEST_FRESH_CONTEXT"):
+        for device in clsa._devices.values():
+            device.close()
+        clsa._devices.clear()
+
+
 def reference(q, k, v, causal, scale=None, keep=None, block_q=64, block_k=32):
     """float64 attention; keep (bool [B, Hq, q blocks, key blocks]) limits each row to its kept
     blocks, and a row with no visible kept key gives zeros."""
