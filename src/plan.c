@@ -16,7 +16,7 @@ void clsa_sparsity_init(clsa_sparsity *s, clsa_method method)
     s->local_tokens = 256;
     s->block_q = 64;
     s->block_k = 32;
-    s->refine_nats = 0.25f;
+    s->refine_nats = 0.5f;
 }
 
 static bool is_sparse(const clsa_plan *plan) { return plan->sparsity.method != CLSA_METHOD_DENSE; }

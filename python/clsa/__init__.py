@@ -143,7 +143,7 @@ def _taus(tau, q_heads):
 
 
 def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, device=None, sink_tokens=32,
-              local_tokens=256, block_q=64, block_k=32, refine_nats=0.25):
+              local_tokens=256, block_q=64, block_k=32, refine_nats=0.5):
     """softmax(scale * q k^T [causal]) v on an OpenCL device; returns (output, Stats).
 
     method: "dense" (exact) or "sale" (int4 estimate, then block-sparse attention; arXiv 2505.24179).
