@@ -18,7 +18,7 @@
  *
  * Defines: HEAD_DIM, CLSA_DTYPE, SPARSE, KERNEL_STYLE_CPU or KERNEL_STYLE_GPU, and
  *   CPU: ROWS_PER_ITEM (query rows per work-item), KEY_TILE (keys per cache tile; sparse tiles hold
- *   KEY_TILE / BLOCK_K kept blocks)
+ *   KEY_TILE / BLOCK_K kept blocks, when SPARSE_TILES is 1)
  *   GPU: GROUP_SIZE (query rows per work-group, one per work-item), KEY_TILE (keys per tile)
  *   SPARSE: BLOCK_Q, BLOCK_K (a work-item's or work-group's rows lie in one query block)
  */
@@ -155,19 +155,26 @@ __kernel void attention(ATTENTION_ARGS)
        share its mask row) read a tile's blocks while the others' reads left them in cache. Without
        it each work-item streamed its blocks from memory for its own rows: at head_dim 256 (Gemma 3,
        8K) sparse attention took 1.3-2.2 x dense x density. The tile loop runs to the largest count
-       among the group's mask rows, the same for every work-item (rows past q_len see no key). */
+       among the group's mask rows, the same for every work-item (rows past q_len see no key).
+       SPARSE_TILES 0 leaves the tiles and barriers out (src/attention.c says where). */
     const int q_blocks = (q_len + BLOCK_Q - 1) / BLOCK_Q;
+#if SPARSE_TILES
     const int group_row0 = (int)(get_group_id(0) * get_local_size(0)) * R;
     const int group_first_qb = min(group_row0 / BLOCK_Q, q_blocks - 1);
     const int group_last_qb = min((group_row0 + (int)get_local_size(0) * R - 1) / BLOCK_Q, q_blocks - 1);
     int group_count = 0;
     for (int qb = group_first_qb; qb <= group_last_qb; ++qb)
         group_count = max(group_count, clamp(mask_counts[counts_at + bh * q_blocks + qb], 0, num_key_blocks));
+#endif
     const int mask_row = bh * q_blocks + min(row0 / BLOCK_Q, q_blocks - 1);
     const int my_count = clamp(mask_counts[counts_at + mask_row], 0, num_key_blocks);
     __global const int *mask_list = mask_indices + indices_at + (long)mask_row * num_key_blocks;
+#if SPARSE_TILES
     for (int tile = 0; tile < group_count; tile += TILE_BLOCKS, barrier(CLK_GLOBAL_MEM_FENCE))
         for (int mb = tile; mb < min(tile + TILE_BLOCKS, my_count); ++mb)
+#else /* without tiles (SPARSE_TILES 0, src/attention.c): each work-item walks its blocks alone */
+    for (int mb = 0; mb < my_count; ++mb)
+#endif
 #else
     /* Dense: the keys in tiles of KEY_TILE (about 512 KiB of K and V, which stay in the L2 cache),
        with a barrier after each, so that the work-group's work-items (adjacent rows) read a tile

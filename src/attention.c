@@ -28,11 +28,11 @@
  * 128 so the K and V tiles fit in 32 KiB of local memory. bench/RESULTS.md has the runs.
  */
 typedef struct tuning {
-    int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile;
+    int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile, cpu_sparse_tiles;
 } tuning;
-enum { ROWS_BY_METHOD = 0, LOCAL_BY_SHAPE = 0 };
+enum { ROWS_BY_METHOD = 0, LOCAL_BY_SHAPE = 0, TILES_BY_DEVICE = -1 };
 enum { SPARSE_WIDE_ROWS_MAX_DIM = 128 }; /* sparse CPU work-items take 16 rows up to this head_dim */
-static const tuning default_tuning = {ROWS_BY_METHOD, LOCAL_BY_SHAPE, 64, 32};
+static const tuning default_tuning = {ROWS_BY_METHOD, LOCAL_BY_SHAPE, 64, 32, TILES_BY_DEVICE};
 enum { DENSE_ROWS = 4, DENSE_MIN_LOCAL = 4 };
 
 /*
@@ -59,8 +59,8 @@ static int dense_cpu_local_size(const clsa_context *ctx, const clsa_shape *shape
 
 /*
  * CLSA_TUNE overrides the table for tuning runs, e.g. "cpu_rows=4,cpu_local=16,gpu_group=128,
- * gpu_tile=16". Values must be powers of two: cpu_rows 1..16, cpu_local 1..256, gpu_group
- * 16..256, gpu_tile 16..32.
+ * gpu_tile=16,cpu_sparse_tiles=0". Values must be powers of two: cpu_rows 1..16, cpu_local
+ * 1..256, gpu_group 16..256, gpu_tile 16..32; cpu_sparse_tiles is 0 or 1.
  */
 static clsa_status read_tuning(clsa_context *ctx, tuning *t)
 {
@@ -70,7 +70,8 @@ static clsa_status read_tuning(clsa_context *ctx, tuning *t)
         return CLSA_SUCCESS;
     const struct { const char *key; int *field; int lo, hi; } keys[] = {
         {"cpu_rows", &t->cpu_rows_per_item, 1, 16}, {"cpu_local", &t->cpu_local_size, 1, 256},
-        {"gpu_group", &t->gpu_group_size, 16, 256}, {"gpu_tile", &t->gpu_key_tile, 16, 32}};
+        {"gpu_group", &t->gpu_group_size, 16, 256}, {"gpu_tile", &t->gpu_key_tile, 16, 32},
+        {"cpu_sparse_tiles", &t->cpu_sparse_tiles, 0, 1}};
     for (const char *p = env; *p;) {
         size_t len = strcspn(p, "=,");
         char *end = NULL;
@@ -128,8 +129,14 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
            current CPUs (1-2 MiB per core) next to the rows' own state. */
         const int64_t padded_dim = (shape->head_dim + 15) / 16 * 16;
         const int key_tile = (int)(65536 / padded_dim) / 16 * 16 > 16 ? (int)(65536 / padded_dim) / 16 * 16 : 16;
-        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d -DKEY_TILE=%d", sparse,
-                 t.cpu_rows_per_item, key_tile);
+        /* Sparse cache tiles (cl/attention.cl) on every CPU runtime but Intel's: on PoCL they took
+           attend / (dense x density) from 1.3-2.2 to 1.0-1.1 at head_dim 256, while Intel's runtime
+           ran the same kernel 3-4 x slower with them than without (Gemma 3, 8K-16K), its barriers
+           being costly with this much private state per work-item. */
+        if (t.cpu_sparse_tiles == TILES_BY_DEVICE)
+            t.cpu_sparse_tiles = strstr(ctx->caps.vendor, "Intel") ? 0 : 1;
+        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d -DKEY_TILE=%d -DSPARSE_TILES=%d", sparse,
+                 t.cpu_rows_per_item, key_tile, t.cpu_sparse_tiles);
     } else {
         const int key_tile = shape->head_dim > 128 ? 16 : t.gpu_key_tile;
         size_t local_bytes = 2 * (size_t)key_tile * (size_t)shape->head_dim * sizeof(float);
