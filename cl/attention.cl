@@ -21,7 +21,19 @@
  *   KEY_TILE / BLOCK_K kept blocks, when SPARSE_TILES is 1)
  *   GPU: GROUP_SIZE (query rows per work-group, one per work-item), KEY_TILE (keys per tile)
  *   SPARSE: BLOCK_Q, BLOCK_K (a work-item's or work-group's rows lie in one query block)
+ *   QK_HALF: 1 multiplies Q and K in half precision, each product added to an f32 score
+ *   (clsa_shape.qk_half; needs cl_khr_fp16, USE_FP16)
  */
+
+#if QK_HALF
+#pragma OPENCL EXTENSION cl_khr_fp16 : enable
+/* acc + q * k with the product rounded to half (q, k rounded to half first; acc stays f32). */
+#define QK_TERM(q, k, acc) ((acc) + convert_float((half)(q) * (half)(k)))
+#define QK_TERM16(q, k, acc) ((acc) + convert_float16((half16)((half)(q)) * convert_half16(k)))
+#else
+#define QK_TERM(q, k, acc) fma((q), (k), (acc))
+#define QK_TERM16(q, k, acc) fma((float16)(q), (k), (acc))
+#endif
 
 #if SPARSE
 #define MASK_ARGS                                                                                  \
@@ -203,7 +215,7 @@ __kernel void attention(ATTENTION_ARGS)
             for (int c = 0; c < HEAD_DIM; ++c) {
                 const float16 kv = vload16(c, kp);
                 _Pragma("unroll") for (int r = 0; r < R; ++r)
-                    s[r] = fma((float16)(qs[r][c]), kv, s[r]);
+                    s[r] = QK_TERM16(qs[r][c], kv, s[r]);
             }
             /* Only chunks that reach past some row's last visible key need the mask; a masked
                score is -inf, whose weight is 0. */
@@ -311,7 +323,7 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
             for (int j = 0; j < KEY_TILE; ++j) {
                 float dot = 0.0f;
                 for (int c = 0; c < HEAD_DIM; ++c)
-                    dot = fma(qv[c], ks[j][c], dot);
+                    dot = QK_TERM(qv[c], ks[j][c], dot);
                 s[j] = j0 + j > limit ? -INFINITY : dot;
                 mx = fmax(mx, s[j]);
             }

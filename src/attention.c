@@ -7,7 +7,7 @@
 #include <string.h>
 
 /*
- * Parameter table per kernel style. CPU: R query rows per work-item against 16-key float16
+ * Why the tuning table's values and the rules below (src/tuning.c holds the table). CPU: R query rows per work-item against 16-key float16
  * chunks, an R x 16 register tile of scores.
  *   Dense: R = 4 on every CPU device. 16 rows (the tile that fills AVX-512's 32 registers) ran
  *   within 5% of 4 on AVX-512 (PoCL and Intel, 4K-32K, head_dim 64-256), but spilled with AVX2
@@ -15,11 +15,12 @@
  *   (CL_CONFIG_CPU_TARGET_ARCH=core-avx2) ran dense at 8K in 324 ms with 16 rows and 212 ms with
  *   4. Local size 4 at least, growing with the rows (dense_cpu_local_size).
  *   Sparse: a work-item re-reads each kept block's K and V for its own rows, so more rows per
- *   work-item pay: R = 16 where the device reports 16-float native vectors (AVX-512: 397 against
- *   435-478 ms for R = 4 at 16K, density 0.5, PoCL; Intel alike) and 4 otherwise (with AVX2 code
- *   R = 4 ran 630 ms, 16 rows 702 and 8 rows 998). A work-group is one query block (local size
- *   block_q / R), whose work-items read the same blocks. Caveat: Intel's runtime made to emit
- *   AVX2 on an AVX-512 host still reports 16 floats, so only a real AVX2 host takes R = 4 here.
+ *   work-item pay: the table (src/tuning.c) gives R = 16 where the device reports 16-float native
+ *   vectors (AVX-512: 397 against 435-478 ms for R = 4 at 16K, density 0.5, PoCL; Intel alike)
+ *   and 4 otherwise (with AVX2 code R = 4 ran 630 ms, 16 rows 702 and 8 rows 998). A work-group
+ *   is one query block (local size block_q / R), whose work-items read the same blocks. Caveat:
+ *   Intel's runtime made to emit AVX2 on an AVX-512 host still reports 16 floats, so only a real
+ *   AVX2 host takes R = 4 there.
  *   Above head_dim 128 sparse takes R = 4 as well: on Gemma 3's head_dim-256 tensors (8K, random
  *   masks of density 0.3 and 0.6, PoCL, AVX-512) attend / (dense x density) was 1.27-1.55 with
  *   R = 16, 1.27-1.32 with 8 and 1.14-1.17 with 4, before sparse attention read its kept blocks
@@ -27,13 +28,9 @@
  * GPU: one query row per work-item, 64 rows per group, with the key tile halved above head_dim
  * 128 so the K and V tiles fit in 32 KiB of local memory. bench/RESULTS.md has the runs.
  */
-typedef struct tuning {
-    int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile, cpu_sparse_tiles;
-} tuning;
-enum { ROWS_BY_METHOD = 0, LOCAL_BY_SHAPE = 0, TILES_BY_DEVICE = -1 };
-enum { SPARSE_WIDE_ROWS_MAX_DIM = 128 }; /* sparse CPU work-items take 16 rows up to this head_dim */
-static const tuning default_tuning = {ROWS_BY_METHOD, LOCAL_BY_SHAPE, 64, 32, TILES_BY_DEVICE};
-enum { DENSE_ROWS = 4, DENSE_MIN_LOCAL = 4 };
+enum { SPARSE_WIDE_ROWS_MAX_DIM = 128 }; /* sparse CPU work-items take the table's rows up to this head_dim */
+enum { DENSE_ROWS = 4, SPARSE_NARROW_ROWS = 4, DENSE_MIN_LOCAL = 4 };
+enum { GPU_GROUP = 64, GPU_TILE = 32 };
 
 /*
  * Dense CPU work-groups grow with the number of rows: the work-items of a group walk the keys
@@ -57,51 +54,20 @@ static int dense_cpu_local_size(const clsa_context *ctx, const clsa_shape *shape
     return size;
 }
 
-/*
- * CLSA_TUNE overrides the table for tuning runs, e.g. "cpu_rows=4,cpu_local=16,gpu_group=128,
- * gpu_tile=16,cpu_sparse_tiles=0". Values must be powers of two: cpu_rows 1..16, cpu_local
- * 1..256, gpu_group 16..256, gpu_tile 16..32; cpu_sparse_tiles is 0 or 1.
- */
-static clsa_status read_tuning(clsa_context *ctx, tuning *t)
-{
-    *t = default_tuning;
-    const char *env = getenv("CLSA_TUNE");
-    if (!env || !*env)
-        return CLSA_SUCCESS;
-    const struct { const char *key; int *field; int lo, hi; } keys[] = {
-        {"cpu_rows", &t->cpu_rows_per_item, 1, 16}, {"cpu_local", &t->cpu_local_size, 1, 256},
-        {"gpu_group", &t->gpu_group_size, 16, 256}, {"gpu_tile", &t->gpu_key_tile, 16, 32},
-        {"cpu_sparse_tiles", &t->cpu_sparse_tiles, 0, 1}};
-    for (const char *p = env; *p;) {
-        size_t len = strcspn(p, "=,");
-        char *end = NULL;
-        long value = p[len] == '=' ? strtol(p + len + 1, &end, 10) : 0;
-        bool known = false;
-        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; ++i)
-            if (strlen(keys[i].key) == len && strncmp(p, keys[i].key, len) == 0 && end && end != p + len + 1 &&
-                (*end == ',' || *end == '\0') && value >= keys[i].lo && value <= keys[i].hi &&
-                (value & (value - 1)) == 0) {
-                *keys[i].field = (int)value;
-                known = true;
-            }
-        if (!known)
-            return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "CLSA_TUNE=\"%s\": cannot use \"%.*s\"", env,
-                             (int)strcspn(p, ","), p);
-        p = *end ? end + 1 : end;
-    }
-    return CLSA_SUCCESS;
-}
-
 clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
                                 clsa_attention_stage *out)
 {
-    tuning t;
-    clsa_status st = read_tuning(ctx, &t);
-    if (st)
-        return st;
-    if (t.cpu_rows_per_item == ROWS_BY_METHOD)
-        t.cpu_rows_per_item = !sparsity ? DENSE_ROWS
-                            : ctx->caps.native_float_width >= 16 && shape->head_dim <= SPARSE_WIDE_ROWS_MAX_DIM ? 16 : 4;
+    /* The context's tuning (src/tuning.c) with what it leaves on auto resolved for this shape. */
+    const clsa_tuning *tuned = &ctx->tuning;
+    struct {
+        int cpu_rows_per_item, cpu_local_size, gpu_group_size, gpu_key_tile, cpu_sparse_tiles;
+    } t = {sparsity ? tuned->cpu_sparse_rows : tuned->cpu_dense_rows, tuned->cpu_local,
+           tuned->gpu_group ? tuned->gpu_group : GPU_GROUP, tuned->gpu_tile ? tuned->gpu_tile : GPU_TILE,
+           tuned->cpu_sparse_tiles};
+    if (t.cpu_rows_per_item == 0)
+        t.cpu_rows_per_item = sparsity ? SPARSE_NARROW_ROWS : DENSE_ROWS;
+    if (sparsity && shape->head_dim > SPARSE_WIDE_ROWS_MAX_DIM && t.cpu_rows_per_item > SPARSE_NARROW_ROWS)
+        t.cpu_rows_per_item = SPARSE_NARROW_ROWS;
     /* A sparse kernel's work-item (CPU) or work-group (GPU) must lie in one query block, and a
        GPU key tile in one key block: both block sizes are powers of two >= 16. */
     char sparse[96] = "-DSPARSE=0";
@@ -116,10 +82,10 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
             t.gpu_key_tile = sparsity->block_k;
     }
     char extra[256];
-    out->style = ctx->style;
-    if (ctx->style == CLSA_STYLE_CPU) {
+    out->style = clsa_tuned_variant(ctx, tuned->attention);
+    if (out->style == CLSA_STYLE_CPU) {
         out->rows_per_group = (size_t)t.cpu_rows_per_item;
-        if (t.cpu_local_size != LOCAL_BY_SHAPE)
+        if (t.cpu_local_size != 0)
             out->local_size = (size_t)t.cpu_local_size;
         else if (sparsity) /* one query block per work-group */
             out->local_size = (size_t)(sparsity->block_q / t.cpu_rows_per_item);
@@ -129,12 +95,10 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
            current CPUs (1-2 MiB per core) next to the rows' own state. */
         const int64_t padded_dim = (shape->head_dim + 15) / 16 * 16;
         const int key_tile = (int)(65536 / padded_dim) / 16 * 16 > 16 ? (int)(65536 / padded_dim) / 16 * 16 : 16;
-        /* Sparse cache tiles (cl/attention.cl) on every CPU runtime but Intel's: on PoCL they took
-           attend / (dense x density) from 1.3-2.2 to 1.0-1.1 at head_dim 256, while Intel's runtime
-           ran the same kernel 3-4 x slower with them than without (Gemma 3, 8K-16K), its barriers
-           being costly with this much private state per work-item. */
-        if (t.cpu_sparse_tiles == TILES_BY_DEVICE)
-            t.cpu_sparse_tiles = strstr(ctx->caps.vendor, "Intel") ? 0 : 1;
+        /* Sparse cache tiles (cl/attention.cl): the table (src/tuning.c) turns them off on
+           Intel's runtime, where its barriers made them 3-4x slower; elsewhere they are on. */
+        if (t.cpu_sparse_tiles < 0)
+            t.cpu_sparse_tiles = 1;
         snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d -DKEY_TILE=%d -DSPARSE_TILES=%d", sparse,
                  t.cpu_rows_per_item, key_tile, t.cpu_sparse_tiles);
     } else {
@@ -151,9 +115,14 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
         snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_GPU -DGROUP_SIZE=%d -DKEY_TILE=%d", sparse,
                  t.gpu_group_size, key_tile);
     }
+    /* Half-precision Q.K products (a plan option, clsa_shape.qk_half) need cl_khr_fp16. */
+    const unsigned features = shape->qk_half ? CLSA_FEATURE_FP16 : 0;
+    size_t used = strlen(extra);
+    snprintf(extra + used, sizeof extra - used, " -DQK_HALF=%d", shape->qk_half ? 1 : 0);
     const char *const names[1] = {"attention"};
     cl_kernel *const kernels[1] = {&out->kernel};
-    return clsa_stage_kernels(ctx, "attention", clsa_cl_attention, shape, extra, names, kernels, 1);
+    clsa_status st = clsa_stage_kernels(ctx, "attention", clsa_cl_attention, shape, features, extra, names, kernels, 1);
+    return st ? st : clsa_kernel_fits(ctx, out->kernel, "attention", out->local_size);
 }
 
 clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa_plan *plan,
@@ -192,7 +161,7 @@ clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa
     size_t global[2] = {(size_t)clsa_round_up((int64_t)items, (int64_t)stage->local_size),
                         (size_t)(s->batch * s->q_heads)};
     size_t local[2] = {stage->local_size, 1};
-    return clsa_enqueue(plan, queue, stage->kernel, "attention", global, local, num_wait, wait_list, out);
+    return clsa_enqueue(plan->ctx, queue, stage->kernel, "attention", global, local, num_wait, wait_list, out);
 }
 
 void clsa_attention_release(clsa_attention_stage *stage)

@@ -151,6 +151,8 @@ clsa_status clsa_context_create(cl_context cl_ctx, cl_device_id device,
     clsa_status st = read_caps(ctx);
     if (!st)
         st = resolve_style(ctx, options ? options->kernel_style : CLSA_STYLE_AUTO);
+    if (!st)
+        st = clsa_tuning_resolve(ctx, options);
     if (st)
         return abandon(ctx, st);
     const char *dir = options && options->cache_dir ? options->cache_dir : getenv("CLSA_CACHE_DIR");

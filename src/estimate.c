@@ -17,7 +17,7 @@ clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const
              est_rows, sp->method == CLSA_METHOD_SALE_EXACT ? 1 : 0);
     const char *const names[2] = {"row_threshold", "estimate_mask"};
     cl_kernel *const kernels[2] = {&out->row_threshold, &out->estimate_mask};
-    return clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, extra, names, kernels, 2);
+    return clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, 0, extra, names, kernels, 2);
 }
 
 clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
@@ -56,7 +56,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     size_t global[2] = {(size_t)((s->q_len + 15) / 16), (size_t)(s->batch * s->q_heads)};
     cl_event thr_done = NULL;
     const size_t tile_local[2] = {CLSA_PRIVATE_LOCAL, 1};
-    clsa_status st = clsa_enqueue(plan, queue, stage->row_threshold, "row_threshold", global, tile_local, num_wait,
+    clsa_status st = clsa_enqueue(plan->ctx, queue, stage->row_threshold, "row_threshold", global, tile_local, num_wait,
                                   wait_list, &thr_done);
     if (st)
         return st;
@@ -107,7 +107,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     size_t global2[2] = {(size_t)plan->mask.num_q_blocks, (size_t)(s->batch * s->q_heads)};
     /* Work-groups of 4 adjacent query blocks share each key tile in cache (cl/estimate.cl). */
     size_t local2[2] = {CLSA_PRIVATE_LOCAL, 1};
-    st = clsa_enqueue(plan, queue, stage->estimate_mask, "estimate_mask", global2, local2, 1, &thr_done, out);
+    st = clsa_enqueue(plan->ctx, queue, stage->estimate_mask, "estimate_mask", global2, local2, 1, &thr_done, out);
     clReleaseEvent(thr_done);
     return st;
 }

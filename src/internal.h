@@ -14,6 +14,16 @@
 /* The device's capabilities: the public clsa_device_info, read once by context.c. */
 typedef clsa_device_info clsa_device_caps;
 
+/* Tuning parameters, resolved once per context (tuning.c). 0 is "auto" for sizes and variants,
+   -1 for on/off keys; the stages resolve what is left on auto from the shape and capabilities. */
+typedef struct clsa_tuning {
+    int attention, estimate, quantize; /* kernel variants: a clsa_kernel_style, AUTO = the context's */
+    int cpu_dense_rows, cpu_sparse_rows, cpu_local, cpu_sparse_tiles;
+    int gpu_group, gpu_tile; /* GPU attention */
+    int mean_group;          /* GPU quantizer's token-mean reduction */
+    int int_dot, subgroups;  /* GPU estimator's integer dot products; sub-group reductions */
+} clsa_tuning;
+
 /* A program built for one (source, options) pair, kept by the context so plans share it. */
 typedef struct clsa_program_entry {
     const char *source_name;
@@ -31,6 +41,9 @@ struct clsa_context {
     clsa_kernel_style style;
     char *cache_dir; /* NULL when the binary cache is off */
     clsa_program_entry *programs;
+    clsa_tuning tuning;
+    char tuning_source[2048]; /* which rows and overrides made it */
+    char tuning_text[3072];   /* clsa_context_tuning() */
     char last_error[CLSA_ERROR_MAX];
 };
 
@@ -54,11 +67,37 @@ clsa_status clsa_program_get(clsa_context *ctx, const char *source_name, const c
                              const char *options, cl_program *out);
 void clsa_programs_release(clsa_context *ctx);
 
-/* Builds (or reuses) the program of one stage for a shape, with the shared options plus `extra`,
-   and creates its `count` kernels by name. */
-clsa_status clsa_stage_kernels(clsa_context *ctx, const char *source_name, const char *source,
-                               const clsa_shape *shape, const char *extra, const char *const *names,
+/* ---- Tuning (tuning.c) ---- */
+void clsa_tuning_defaults(clsa_tuning *t);
+/* Applies a "key=value,..." list (CLSA_TUNE's grammar) to t; nothing changes when it fails.
+   `where` names the list in the message. */
+clsa_status clsa_tuning_apply(clsa_context *ctx, clsa_tuning *t, const char *list, const char *where);
+/* Resolves ctx->tuning from the built-in table, the tuning file, CLSA_TUNE and the options. */
+clsa_status clsa_tuning_resolve(clsa_context *ctx, const clsa_context_options *options);
+/* "key=value,..." of every key, auto where unset; returns the length snprintf would. */
+int clsa_tuning_format(const clsa_tuning *t, char *buf, size_t size);
+/* A tuned variant (0: auto) as the style it runs: auto is the context's style. */
+clsa_kernel_style clsa_tuned_variant(const clsa_context *ctx, int variant);
+/* "avx512", "avx2" or "other" for a CPU device, by its native float vector width; "" otherwise. */
+const char *clsa_device_isa(const clsa_device_info *caps);
+
+/* ---- Launching (launch.c), below every stage ---- */
+/* Device features a kernel variant uses; clsa_build_options turns each into -DUSE_...=0|1 and
+   refuses (CLSA_ERR_DEVICE_UNSUPPORTED) one the device lacks. */
+enum { CLSA_FEATURE_FP16 = 1, CLSA_FEATURE_SUBGROUPS = 2, CLSA_FEATURE_INT_DOT = 4 };
+/* The build options of one stage: the shared ones (dtype, head_dim, quantization group), the
+   features, then the stage's own `extra` -D parameters. */
+clsa_status clsa_build_options(clsa_context *ctx, char *buf, size_t size, const clsa_shape *shape, unsigned features,
+                               const char *extra);
+/* Builds (or reuses) the program of one stage for a shape and creates its `count` kernels by name. */
+clsa_status clsa_stage_kernels(clsa_context *ctx, const char *source_name, const char *source, const clsa_shape *shape,
+                               unsigned features, const char *extra, const char *const *names,
                                cl_kernel *const *kernels, int count);
+/* Private memory one work-group may hold (bytes) before a variant is refused. */
+#define CLSA_PRIVATE_BUDGET (8 << 20)
+/* Rejects, before any launch, a kernel that cannot run in work-groups of local_items on this device
+   (CL_KERNEL_WORK_GROUP_SIZE, local and private memory): CLSA_ERR_DEVICE_UNSUPPORTED naming it. */
+clsa_status clsa_kernel_fits(clsa_context *ctx, cl_kernel kernel, const char *name, size_t local_items);
 
 /* Binary cache (cache.c). open turns the cache on for ctx in dir, making dir (0700) when it is
    missing, if the user owns it and group and others cannot write it; otherwise the cache stays
@@ -133,9 +172,9 @@ void clsa_kv_layout_release(clsa_kv_layout *layout);
    private arrays on one thread's stack, and with a NULL local size it may choose work-groups
    large enough to overflow it (seen with row_threshold's 8 KiB per work-item). */
 #define CLSA_PRIVATE_LOCAL 4
-/* Enqueues one kernel of a plan (global padded up to a multiple of local); on failure sets the
-   last error naming the kernel. */
-clsa_status clsa_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_kernel kernel, const char *name,
+/* Enqueues one kernel (global padded up to a multiple of local); on failure sets the last error
+   naming the kernel. */
+clsa_status clsa_enqueue(clsa_context *ctx, cl_command_queue queue, cl_kernel kernel, const char *name,
                          const size_t global[2], const size_t *local, cl_uint num_wait,
                          const cl_event *wait_list, cl_event *out);
 
@@ -205,7 +244,5 @@ struct clsa_plan {
 clsa_status clsa_plan_validate(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
                                clsa_plan *plan);
 
-/* The storage dtype as a -D value and the build options every kernel shares. */
-int clsa_format_options(char *buf, size_t size, const clsa_shape *shape, const char *extra);
 
 #endif

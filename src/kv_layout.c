@@ -24,7 +24,7 @@ clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa
 {
     const char *const names[1] = {"kv_layout"};
     cl_kernel *const kernels[1] = {&out->kernel};
-    return clsa_stage_kernels(ctx, "kv_layout", clsa_cl_kv_layout, shape, "", names, kernels, 1);
+    return clsa_stage_kernels(ctx, "kv_layout", clsa_cl_kv_layout, shape, 0, "", names, kernels, 1);
 }
 
 /* The workspace is passed whole with element offsets rather than as sub-buffers, which would
@@ -51,7 +51,7 @@ clsa_status clsa_kv_layout_enqueue(const clsa_kv_layout *layout, const clsa_plan
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting kv_layout argument %u", a.index - 1);
     size_t global[2] = {(size_t)layout->kv_len_padded, (size_t)(s->batch * s->kv_heads)};
-    return clsa_enqueue(plan, queue, layout->kernel, "kv_layout", global, NULL, num_wait, wait_list, out);
+    return clsa_enqueue(plan->ctx, queue, layout->kernel, "kv_layout", global, NULL, num_wait, wait_list, out);
 }
 
 void clsa_kv_layout_release(clsa_kv_layout *layout)

@@ -242,20 +242,6 @@ clsa_status clsa_plan_workspace_mask(const clsa_plan *plan, cl_mem workspace, cl
     return CLSA_SUCCESS;
 }
 
-clsa_status clsa_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_kernel kernel, const char *name,
-                         const size_t global[2], const size_t *local, cl_uint num_wait,
-                         const cl_event *wait_list, cl_event *out)
-{
-    /* The global size is padded to a multiple of the local size; every kernel bounds-checks. */
-    size_t padded[2] = {global[0], global[1]};
-    for (int d = 0; local && d < 2; ++d)
-        padded[d] = (global[d] + local[d] - 1) / local[d] * local[d];
-    cl_int err = clEnqueueNDRangeKernel(queue, kernel, 2, NULL, padded, local, num_wait, wait_list, out);
-    if (err)
-        return clsa_fail(plan->ctx, (clsa_status)err, "enqueueing kernel %s", name);
-    return CLSA_SUCCESS;
-}
-
 static size_t tensor_bytes(const clsa_plan *plan, const clsa_tensor_layout *t)
 {
     return (size_t)t->elements * clsa_dtype_size(plan->shape.dtype);

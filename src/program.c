@@ -103,26 +103,3 @@ void clsa_programs_release(clsa_context *ctx)
     }
     ctx->programs = NULL;
 }
-
-int clsa_format_options(char *buf, size_t size, const clsa_shape *shape, const char *extra)
-{
-    return snprintf(buf, size, "-cl-std=CL1.2 -DCLSA_DTYPE=%d -DHEAD_DIM=%lld -DQUANT_GROUP=%d %s", (int)shape->dtype,
-                    (long long)shape->head_dim, CLSA_QUANT_GROUP, extra ? extra : "");
-}
-
-clsa_status clsa_stage_kernels(clsa_context *ctx, const char *source_name, const char *source,
-                               const clsa_shape *shape, const char *extra, const char *const *names,
-                               cl_kernel *const *kernels, int count)
-{
-    char options[512];
-    clsa_format_options(options, sizeof options, shape, extra);
-    cl_program program;
-    clsa_status st = clsa_program_get(ctx, source_name, source, options, &program);
-    for (int i = 0; !st && i < count; ++i) {
-        cl_int err = CL_SUCCESS;
-        *kernels[i] = clCreateKernel(program, names[i], &err);
-        if (err)
-            st = clsa_fail(ctx, (clsa_status)err, "clCreateKernel(%s)", names[i]);
-    }
-    return st;
-}

@@ -7,7 +7,7 @@ clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_
 {
     const char *const names[4] = {"token_mean", "quantize_q", "quantize_k", "pair_key_codes"};
     cl_kernel *const kernels[4] = {&out->token_mean, &out->quantize_q, &out->quantize_k, &out->pair_key_codes};
-    return clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, "", names, kernels, 4);
+    return clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, 0, "", names, kernels, 4);
 }
 
 static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, cl_mem workspace, cl_mem x,
@@ -26,7 +26,7 @@ static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, c
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting token_mean argument %u", a.index - 1);
     size_t global[2] = {(size_t)plan->quant.groups, (size_t)(plan->shape.batch * t->heads)};
-    return clsa_enqueue(plan, queue, stage->token_mean, "token_mean", global, NULL, num_wait, wait_list, out);
+    return clsa_enqueue(plan->ctx, queue, stage->token_mean, "token_mean", global, NULL, num_wait, wait_list, out);
 }
 
 clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,
@@ -58,7 +58,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
         CLSA_ARG(&a, q_scales);
         size_t global[2] = {(size_t)s->q_len, (size_t)(s->batch * s->q_heads)};
         st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting quantize_q argument %u", a.index - 1)
-                   : clsa_enqueue(plan, queue, stage->quantize_q, "quantize_q", global, local, 1, &means[0], &q_done);
+                   : clsa_enqueue(plan->ctx, queue, stage->quantize_q, "quantize_q", global, local, 1, &means[0], &q_done);
     }
     if (!st) {
         /* quantize_k needs both means (its corrections use mean_q), and runs after quantize_q so
@@ -78,7 +78,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
         CLSA_ARG(&a, corr);
         size_t global[2] = {(size_t)L->kv_len_padded, (size_t)(s->batch * s->kv_heads)};
         st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting quantize_k argument %u", a.index - 1)
-                   : clsa_enqueue(plan, queue, stage->quantize_k, "quantize_k", global, local, 3, deps, &k_done);
+                   : clsa_enqueue(plan->ctx, queue, stage->quantize_k, "quantize_k", global, local, 3, deps, &k_done);
     }
     if (!st) {
         /* The key codes in the estimator's paired form (cl/common.cl, PAIR_SHIFT). */
@@ -90,7 +90,7 @@ clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue,
         CLSA_ARG(&a, pairs);
         size_t global[2] = {(size_t)L->kv_len_padded / 2, (size_t)(s->batch * s->kv_heads)};
         st = a.err ? clsa_fail(plan->ctx, (clsa_status)a.err, "setting pair_key_codes argument %u", a.index - 1)
-                   : clsa_enqueue(plan, queue, stage->pair_key_codes, "pair_key_codes", global, local, 1, &k_done, out);
+                   : clsa_enqueue(plan->ctx, queue, stage->pair_key_codes, "pair_key_codes", global, local, 1, &k_done, out);
     }
     if (k_done)
         clReleaseEvent(k_done);

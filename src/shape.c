@@ -117,6 +117,12 @@ clsa_status clsa_shape_validate(clsa_context *ctx, const clsa_shape *s, clsa_ten
     if (clsa_dtype_size(s->dtype) == 0)
         return clsa_fail(ctx, CLSA_ERR_UNKNOWN_DTYPE, "dtype = %d is not CLSA_F32, CLSA_F16 or CLSA_BF16",
                          (int)s->dtype);
+    if (s->qk_half && s->dtype == CLSA_F32)
+        return clsa_fail(ctx, CLSA_ERR_INVALID_PRECISION,
+                         "qk_half needs f16 or bf16 storage: f32 inputs would lose 13 bits before the product");
+    if (s->qk_half && !ctx->caps.has_fp16)
+        return clsa_fail(ctx, CLSA_ERR_DEVICE_UNSUPPORTED, "qk_half: device \"%s\" has no half arithmetic (cl_khr_fp16)",
+                         ctx->caps.name);
     if (!isfinite(s->scale) || s->scale < 0)
         return clsa_fail(ctx, CLSA_ERR_INVALID_SCALE, "scale = %g: must be finite and >= 0 (0: 1/sqrt(head_dim))",
                          (double)s->scale);
@@ -154,30 +160,4 @@ clsa_status clsa_check_wait_list(clsa_context *ctx, cl_uint num_wait, const cl_e
         return clsa_fail(ctx, CLSA_ERR_INVALID_WAIT_LIST, "num_wait = %u but wait_list is %s", num_wait,
                          wait_list ? "not NULL" : "NULL");
     return CLSA_SUCCESS;
-}
-
-void clsa_arg(clsa_args *a, size_t size, const void *value)
-{
-    if (a->err == CL_SUCCESS)
-        a->err = clSetKernelArg(a->kernel, a->index, size, value);
-    a->index++;
-}
-
-void clsa_arg_tensor(clsa_args *a, cl_mem buffer, const clsa_tensor_layout *t)
-{
-    const cl_long strides[3] = {t->batch, t->head, t->token};
-    CLSA_ARG(a, buffer);
-    for (int i = 0; i < 3; ++i)
-        CLSA_ARG(a, strides[i]);
-}
-
-cl_float clsa_scale_log2e(const clsa_shape *shape) { return (cl_float)(shape->scale * 1.4426950408889634); }
-
-void clsa_arg_mask(clsa_args *a, const clsa_block_mask *mask)
-{
-    const cl_long counts_at = (cl_long)(mask->counts_offset / 4), indices_at = (cl_long)(mask->indices_offset / 4);
-    CLSA_ARG(a, mask->counts);
-    CLSA_ARG(a, counts_at);
-    CLSA_ARG(a, mask->indices);
-    CLSA_ARG(a, indices_at);
 }

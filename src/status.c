@@ -42,6 +42,7 @@ const char *clsa_status_string(clsa_status status)
         NAME(CLSA_ERR_INVALID_WAIT_LIST)
         NAME(CLSA_ERR_INVALID_TOKENS)
         NAME(CLSA_ERR_INVALID_REFINE)
+        NAME(CLSA_ERR_INVALID_PRECISION)
         NAME(CLSA_ERR_INVALID_MASK_COUNT)
         /* OpenCL 1.2 codes, passed through. */
         NAME(CL_DEVICE_NOT_FOUND)

@@ -20,10 +20,13 @@ void harness_init(const char *suite)
     fflush(stdout);
 }
 
-clsa_context *harness_context(clsa_kernel_style style)
+clsa_context *harness_context(clsa_kernel_style style) { return harness_tuned_context(style, NULL); }
+
+clsa_context *harness_tuned_context(clsa_kernel_style style, const char *tuning)
 {
     clsa_context_options opt = {0};
     opt.kernel_style = style;
+    opt.tuning = tuning;
     clsa_context *ctx = NULL;
     clsa_status st = clsa_context_create_default(&opt, &ctx);
     if (st != CLSA_SUCCESS) {

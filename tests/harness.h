@@ -22,6 +22,8 @@ void harness_init(const char *suite);
 /* A context on the default device with the given style. Fails the test (never skips) when there
    is no OpenCL device. */
 clsa_context *harness_context(clsa_kernel_style style);
+/* The same with tuning keys ("key=value,...", clsa_context_options.tuning); NULL: none. */
+clsa_context *harness_tuned_context(clsa_kernel_style style, const char *tuning);
 
 /* xoshiro-style generator seeded from harness_seed and a per-call stream number. */
 typedef struct harness_rng {

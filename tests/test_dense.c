@@ -33,9 +33,9 @@ static void set_blhd(clsa_shape *s, int padded)
     }
 }
 
-static void run_cases(clsa_kernel_style style, const dense_case *cases, size_t n)
+static void run_cases(clsa_kernel_style style, const char *tuning, const dense_case *cases, size_t n)
 {
-    clsa_context *ctx = harness_context(style);
+    clsa_context *ctx = harness_tuned_context(style, tuning);
     for (size_t i = 0; i < n; ++i) {
         const dense_case *c = &cases[i];
         clsa_shape s = clsa_shape_make(c->batch, c->q_heads, c->kv_heads, c->q_len, c->kv_len, c->head_dim,
@@ -61,9 +61,9 @@ static void run_cases(clsa_kernel_style style, const dense_case *cases, size_t n
     {                                                                                              \
         clsa_kernel_style style = (clsa_kernel_style)(intptr_t)*state;                             \
         if (harness_small)                                                                         \
-            run_cases(style, small, sizeof small / sizeof small[0]);                               \
+            run_cases(style, NULL, small, sizeof small / sizeof small[0]);                               \
         else                                                                                       \
-            run_cases(style, big, sizeof big / sizeof big[0]);                                     \
+            run_cases(style, NULL, big, sizeof big / sizeof big[0]);                                     \
     }
 
 static const dense_case lengths[] = {
@@ -206,7 +206,7 @@ static void test_host_call(void **state)
     clsa_context_release(ctx);
 }
 
-/* Every tuning variant the CLSA_TUNE override can select gives exact results too. */
+/* Every tuning variant the tuning keys can select gives exact results too. */
 static void test_tuning_variants(void **state)
 {
     (void)state;
@@ -217,11 +217,10 @@ static void test_tuning_variants(void **state)
         {1, 2, 1, 40, 45, 24, CLSA_F32, 1, 0}, {1, 1, 1, 19, 19, 7, CLSA_BF16, 0, 2},
     };
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; ++i) {
-        setenv("CLSA_TUNE", variants[i], 1);
-        printf("# CLSA_TUNE=%s\n", variants[i]);
-        run_cases(variants[i][0] == 'c' ? CLSA_STYLE_CPU : CLSA_STYLE_GPU, cases, sizeof cases / sizeof cases[0]);
+        printf("# tuning %s\n", variants[i]);
+        run_cases(variants[i][0] == 'c' ? CLSA_STYLE_CPU : CLSA_STYLE_GPU, variants[i], cases,
+                  sizeof cases / sizeof cases[0]);
     }
-    unsetenv("CLSA_TUNE");
 }
 
 int main(void)

@@ -50,6 +50,42 @@
  *                      (an explicit clsa_context_options.kernel_style wins over it).
  *   CLSA_CACHE_DIR     directory for the on-disk program binary cache (off when unset); see
  *                      clsa_context_options.cache_dir for what the cache trusts.
+ *   CLSA_TUNE_FILE     tuning file used when clsa_context_options.tuning_file is NULL ("Tuning").
+ *   CLSA_TUNE          tuning parameters for experiments, "key=value,..." ("Tuning"); they win
+ *                      over the table and the file, and clsa_context_options.tuning wins over them.
+ *
+ * Tuning
+ * ------
+ *   Each kernel stage has variants (the same cl/ source built with other -D parameters) and sizes.
+ *   A context resolves them once from, in increasing precedence: the built-in table (src/tuning.c;
+ *   rows keyed by vendor, implementation, device name, type and, for CPUs, instruction set), the
+ *   first matching row of the tuning file, CLSA_TUNE, and clsa_context_options.tuning. Each sets
+ *   only the keys it names; clsa_context_tuning() shows the result and where it came from.
+ *   The keys ("auto" is every key's default and lets the stage decide from shape and device):
+ *     attention, estimate, quantize   variant of that stage: cpu | gpu (auto: the kernel style)
+ *     cpu_dense_rows, cpu_sparse_rows query rows per work-item of CPU attention: 1-16 (sparse:
+ *                                     at most 4 above head_dim 128)
+ *     cpu_rows                        sets both
+ *     cpu_local                       CPU attention work-group size: 1-256
+ *     cpu_sparse_tiles                sparse CPU attention shares kept blocks in cache tiles: 0 | 1
+ *     gpu_group                       GPU attention rows (work-items) per work-group: 16-256
+ *     gpu_tile                        GPU attention keys per local-memory tile: 16-32
+ *     mean_group                      GPU quantizer work-items per token-mean reduction: 16-1024
+ *     int_dot                         GPU estimator with packed 4x8-bit integer dot products: 0 | 1
+ *     subgroups                       GPU kernels reduce with sub-group functions: 0 | 1
+ *   Sizes are powers of two. A variant or feature the device lacks is never chosen on auto;
+ *   forcing one gives CLSA_ERR_DEVICE_UNSUPPORTED (int_dot, subgroups: at context creation;
+ *   sizes that exceed the device's work-group size, local or private memory: at plan creation).
+ *   Every integer variant of the estimator computes the same exact integer sums and the same f32
+ *   operations after them, so their masks are bit-identical.
+ *   The tuning file (written by clsa-tune) is text: "#" starts a comment, "[device]" starts a row,
+ *   and each other line is "key = value". A row's match.vendor, match.version (a substring of
+ *   CL_DEVICE_VERSION, which names the implementation, e.g. "PoCL"), match.name (substrings,
+ *   case-insensitive), match.type (cpu, gpu, accelerator or any) and match.isa (avx512, avx2,
+ *   other or any) lines select devices (an absent line matches any), its "source" line says where
+ *   the values come from, and its other lines are tuning keys. The first matching row applies.
+ *   A file that cannot be read, or holds a bad line, fails context creation with
+ *   CLSA_ERR_INVALID_OPTION naming the line.
  */
 #ifndef CLSA_CLSA_H
 #define CLSA_CLSA_H
@@ -123,6 +159,7 @@ typedef enum clsa_status {
     CLSA_ERR_INVALID_TOKENS = -2023,       /**< sink or local token count is negative */
     CLSA_ERR_INVALID_MASK_COUNT = -2024,   /**< a block-mask count is negative or above the key blocks */
     CLSA_ERR_INVALID_REFINE = -2025,       /**< clsa_sparsity.refine_nats is negative, above 16, or NaN */
+    CLSA_ERR_INVALID_PRECISION = -2026,    /**< clsa_shape.qk_half with f32 storage */
 } clsa_status;
 
 /** A short constant name for any status, clsa's or OpenCL's ("CLSA_ERR_HEAD_RATIO", "CL_INVALID_VALUE"). */
@@ -169,6 +206,10 @@ typedef struct clsa_context_options {
      * call on the context.
      */
     const char *cache_dir;
+    /** Tuning file ("Tuning" above). NULL uses CLSA_TUNE_FILE; with neither, the built-in table alone. */
+    const char *tuning_file;
+    /** Tuning keys, "key=value,..." ("Tuning" above); they win over everything else. NULL: none. */
+    const char *tuning;
 } clsa_context_options;
 
 /**
@@ -215,6 +256,12 @@ CLSA_API cl_device_id clsa_context_device(const clsa_context *ctx);
 
 /** The kernel style this context resolved to: CLSA_STYLE_CPU or CLSA_STYLE_GPU. */
 CLSA_API clsa_kernel_style clsa_context_kernel_style(const clsa_context *ctx);
+
+/**
+ * The tuning this context resolved, as "key=value,... (from SOURCES)": every key ("auto" where the
+ * stages decide per plan) and the table row, file row and overrides that set them.
+ */
+CLSA_API const char *clsa_context_tuning(const clsa_context *ctx);
 
 /** The device name, as CL_DEVICE_NAME reports it. */
 CLSA_API const char *clsa_context_device_name(const clsa_context *ctx);
@@ -300,6 +347,15 @@ typedef struct clsa_shape {
     int causal;       /**< non-zero: query i sees keys j <= i + Lk - Lq */
     float scale;      /**< softmax scale; 0 means 1/sqrt(head_dim) */
     clsa_tensor_strides q_strides, k_strides, v_strides, o_strides; /**< zero: contiguous */
+    /**
+     * Non-zero: attention multiplies Q and K in half precision and accumulates each score in f32
+     * (for GPUs, where half arithmetic runs at twice the rate). Off by default. Only for f16 and
+     * bf16 storage (CLSA_ERR_INVALID_PRECISION otherwise) on devices with cl_khr_fp16
+     * (CLSA_ERR_DEVICE_UNSUPPORTED otherwise). Each product is rounded to half (unit roundoff
+     * u = 2^-11), so a score moves by at most scale * u * sum_c |q_c k_c| more than in f32; bf16
+     * values beyond half's range overflow. The estimator is unaffected.
+     */
+    int qk_half;
 } clsa_shape;
 
 /** A contiguous [B, H, L, D] shape with default scale, non-causal. Fill the rest as needed. */

@@ -41,7 +41,8 @@ static void setup(void)
     if (clsa_context_create_default(&opt, &ctx) != CLSA_SUCCESS)
         abort();
     const clsa_shape shape = clsa_shape_make(1, 1, 1, 16, 16, 16, CLSA_F32, 1);
-    clsa_format_options(options, sizeof options, &shape, "-DCLSA_FUZZ=1");
+    if (clsa_build_options(ctx, options, sizeof options, &shape, 0, "-DCLSA_FUZZ=1") != CLSA_SUCCESS)
+        abort();
     cl_program p = NULL;
     if (clsa_program_get(ctx, "fuzz", stage_source, options, &p) != CLSA_SUCCESS)
         abort(); /* builds and stores the real entry */
