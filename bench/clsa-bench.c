@@ -5,7 +5,7 @@
  *              [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]
  *              [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]
  *              [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]
- *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]
+ *              [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch,fma]]
  *   clsa-bench [--device SEL] --info       (what clsa read from the device, and its extensions)
  *
  * Methods: dense (exact), sale (int4 estimate + Relative Attention Score), oracle (the SALE rule
@@ -18,6 +18,9 @@
  * bench/torch_anchor.h), with as many torch threads as the OpenCL device has compute units when it
  * is a CPU, else as many as the host has online. An anchor that cannot run prints why and is left out.
  * --anchors=torch (or =clblast) runs one of them: the CLBlast anchor takes minutes at 32K.
+ * Every form of --anchors also measures the device's own f32 and f16 FMA peak with a probe kernel
+ * (bench/fma_peak.h; f16 only with cl_khr_fp16) and reports each row's GFLOP/s as a fraction of the
+ * f32 peak (dense-equivalent FLOPs for sparse methods); --anchors=fma runs only the probe.
  * Timing: `warmup` untimed calls, then `repeat` timed calls, each from enqueue to clFinish on the
  * host; medians. time_ms is the one-call pipeline; quant_ms, estimate_ms and attend_ms time the
  * stages called one by one (attend: clsa_attention_masked without the host mask check).
@@ -39,6 +42,7 @@
 #include "tau_file.h"
 #include "reference.h"
 #include "clblast_anchor.h"
+#include "fma_peak.h"
 #include "torch_anchor.h"
 #include "sgemm_anchor.h"
 #include "timing.h"
@@ -51,9 +55,10 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { ANCHOR_CLBLAST = 1, ANCHOR_TORCH = 2 };
+enum { ANCHOR_CLBLAST = 1, ANCHOR_TORCH = 2, ANCHOR_FMA = 4 };
 
-/* The anchors of --anchors=LIST, a comma-separated subset of clblast and torch. */
+/* The anchors of --anchors=LIST, a comma-separated subset of clblast, torch and fma; the FMA peak
+   probe runs with every list. */
 static int parse_anchors(const char *list)
 {
     int set = 0;
@@ -63,13 +68,15 @@ static int parse_anchors(const char *list)
             set |= ANCHOR_CLBLAST;
         else if (n == 5 && !strncmp(p, "torch", 5))
             set |= ANCHOR_TORCH;
+        else if (n == 3 && !strncmp(p, "fma", 3))
+            set |= ANCHOR_FMA;
         else {
-            fprintf(stderr, "clsa-bench: --anchors=%s: anchors are clblast and torch\n", list);
+            fprintf(stderr, "clsa-bench: --anchors=%s: anchors are clblast, torch and fma\n", list);
             exit(2);
         }
         p += n + (p[n] == ',');
     }
-    return set;
+    return set | ANCHOR_FMA;
 }
 
 typedef struct options {
@@ -93,7 +100,7 @@ static void usage(void)
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]\n"
             "                  [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
-            "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch]]\n"
+            "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch,fma]]\n"
             "       clsa-bench [--device SEL] --info\n");
     exit(2);
 }
@@ -143,7 +150,7 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--causal")) o.causal = 1;
         else if (!strcmp(a, "--no-causal")) o.causal = 0;
         else if (!strcmp(a, "--check")) o.check = 1;
-        else if (!strcmp(a, "--anchors")) o.anchors = ANCHOR_CLBLAST | ANCHOR_TORCH;
+        else if (!strcmp(a, "--anchors")) o.anchors = ANCHOR_CLBLAST | ANCHOR_TORCH | ANCHOR_FMA;
         else if (!strncmp(a, "--anchors=", 10)) o.anchors = parse_anchors(a + 10);
         else if (!strcmp(a, "--dtype")) {
             const char *d = TAKE();
@@ -651,6 +658,13 @@ int main(int argc, char **argv)
     if ((o->anchors & ANCHOR_TORCH) && nres < 8)
         nres += run_torch_anchor(&b, &results[nres], dense_out);
     const double sgemm = o->sgemm > 0 ? bench_sgemm_gflops(o->sgemm, 3) : -1.0;
+    /* The device's own f32 ([0]) and f16 ([1]) FMA peaks (bench/fma_peak.h); rc 0: measured. */
+    fma_peak peak[2] = {{0}};
+    char peak_why[2][512] = {"", ""};
+    int peak_rc[2] = {1, 1};
+    for (int h = 0; h < 2 && (o->anchors & ANCHOR_FMA); ++h)
+        peak_rc[h] = fma_peak_measure(b.clc, clsa_context_device(b.ctx), b.queue, h, &peak[h], peak_why[h],
+                                      sizeof peak_why[h]);
     printf("\n%-10s %10s %9s %8s %9s %9s %9s %8s %8s %9s %8s %10s\n", "method", "median ms", "GFLOP/s", "density",
            "quant ms", "estim ms", "attend ms", "speedup", "rel_l1", "max_abs", "recall", "max_rel_err");
     for (int i = 0; i < nres; ++i) {
@@ -662,6 +676,18 @@ int main(int argc, char **argv)
     if (sgemm > 0)
         printf("sgemm: OpenBLAS %d^3 at %.2f GFLOP/s (the CPU f32 ceiling); dense reaches %.3f of it\n", o->sgemm, sgemm,
                nres ? results[0].gflops / sgemm : 0.0);
+    for (int h = 0; h < 2 && (o->anchors & ANCHOR_FMA); ++h) {
+        if (peak_rc[h] == 0)
+            printf("%s FMA peak: %.2f GFLOP/s (probe: %zu work-items x %d %s%d accumulators x %ld x 2 FMAs, "
+                   "median of %d runs, %.1f ms)\n", h ? "f16" : "f32", peak[h].gflops, peak[h].global, peak[h].accs,
+                   h ? "half" : "float", peak[h].vec, peak[h].iters, peak[h].runs, peak[h].ms);
+        else
+            printf("%s FMA peak: %s (%s)\n", h ? "f16" : "f32", peak_rc[h] > 0 ? "not available" : "failed",
+                   peak_why[h]);
+    }
+    for (int i = 0; i < nres && peak_rc[0] == 0; ++i)
+        printf("%s: %.3f of the f32 FMA peak%s\n", results[i].method, results[i].gflops / peak[0].gflops,
+               results[i].sparse ? " (dense-equivalent FLOPs)" : "");
     for (int i = 0; i < nres; ++i)
         if (!strcmp(results[i].method, "torch_sdpa"))
             printf("torch_sdpa: torch %s, %d threads, kernel %s, GQA %s\n", results[i].torch.version,
@@ -720,6 +746,15 @@ int main(int argc, char **argv)
                         "\"torch_gqa\": \"%s\"", r->torch.version, r->torch.threads, r->torch.backend, r->torch.gqa);
             if (!isnan(r->max_rel_err))
                 fprintf(f, ", \"max_rel_err_vs_ref\": %.6g", r->max_rel_err);
+            for (int h = 0; h < 2 && (o->anchors & ANCHOR_FMA); ++h) { /* null: not available or failed */
+                if (peak_rc[h] == 0)
+                    fprintf(f, ", \"fma_peak_%s_gflops\": %.4f", h ? "f16" : "f32", peak[h].gflops);
+                else
+                    fprintf(f, ", \"fma_peak_%s_gflops\": null", h ? "f16" : "f32");
+            }
+            if ((o->anchors & ANCHOR_FMA) && peak_rc[0] == 0)
+                fprintf(f, ", \"fraction_of_f32_fma_peak\": %.6f, \"fma_fraction_flops\": \"%s\"",
+                        r->gflops / peak[0].gflops, r->sparse ? "dense-equivalent" : "actual");
             if (sgemm > 0)
                 fprintf(f, ", \"sgemm_gflops\": %.4f, \"ratio_vs_sgemm\": %.4f", sgemm, r->gflops / sgemm);
             fprintf(f, "}%s\n", i + 1 < nres ? "," : "");
