@@ -4,14 +4,20 @@
  * the Relative Attention Score test S~ >= m~ + ln(tau l~) reads t~ >= m2 + log2(tau * l).
  *
  * Defines: HEAD_DIM, CLSA_DTYPE, BLOCK_Q, BLOCK_K, EST_ROWS (rows per register tile, divides
- * BLOCK_Q), EXACT (1: exact f32 scores, the oracle).
+ * BLOCK_Q), EXACT (1: exact f32 scores, the oracle), ESTIMATE_GPU (1: the GPU variant at the end
+ * of this file, with USE_INT_DOT and USE_SUBGROUPS).
  *
  * The exact second look (SALE only, refine_log2 > 0): a block that the int4 estimates drop, but
  * whose best estimate falls short of its row's threshold by less than refine_log2, is scored again
- * on exact f32 scores and kept when one of them passes. On real attention every block the int4
- * estimate misses lies within half a nat of the threshold (bench/real/recall.py): the misses are
- * the codes' rounding, not the rule.
+ * on exact f32 scores and kept when one of them passes. On real attention the blocks the int4
+ * estimate misses lie within about 2 nats of the threshold at 16K (bench/real/recall.py): the
+ * misses are the codes' rounding, not the rule.
+ *
+ * Every variant computes the same exact integer sums per channel group and then the same f32
+ * operations in the same order, so their masks are bit-identical; contraction of a multiply and an
+ * add into one fma, which the compiler may otherwise choose per variant, is off.
  */
+#pragma OPENCL FP_CONTRACT OFF
 
 /* The local keys of a row end at its diagonal key d = i + kv_len - q_len when causal, and are
    centred on it otherwise: [d - local/2, d + local - local/2 - 1]. */
@@ -46,7 +52,7 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
                             __global const STORAGE *k, long k_sb, long k_sh, long k_st, int q_heads,
                             int group, int q_len, int kv_len, int causal, float scale_log2e, int sink,
                             int local_keys, __global const float *head_log2_tau, __global uchar *ws, long thr_at,
-                            long k_mean_at)
+                            long k_mean_at, long shift_at)
 {
     const int row0 = get_global_id(0) * 16, bh = get_global_id(1);
     if (row0 >= q_len)
@@ -125,15 +131,33 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     __global float *out = ws_f32(ws, thr_at) + (long)bh * q_len;
     for (int r = 0; r < 16 && row0 + r < q_len; ++r)
         out[row0 + r] = thr[r];
+    /* The shift, for the exact second look (estimate_mask), which compares exact scores. */
+    __global float *shift_out = ws_f32(ws, shift_at) + (long)bh * q_len;
+    for (int r = 0; k_mean_at >= 0 && r < 16 && row0 + r < q_len; ++r)
+        shift_out[row0 + r] = shifts[r];
 }
 
+/* The keys the rows of query block qb see and must keep: the last visible key (-1: none) and the
+   forced range [forced_first, forced_last] of every row's local keys and diagonal key (even when
+   local_keys is 0). */
+static inline void query_block_keys(int qb, int q_len, int kv_len, int causal, int local_keys, int *last_visible,
+                                    int *forced_first, int *forced_last)
+{
+    const int row_first = qb * BLOCK_Q, row_last = min(row_first + BLOCK_Q, q_len) - 1;
+    const int diag_first = row_first + kv_len - q_len, diag_last = row_last + kv_len - q_len;
+    *last_visible = causal ? min(diag_last, kv_len - 1) : kv_len - 1;
+    *forced_first = max(min(local_first(diag_first, local_keys, causal), diag_first), 0);
+    *forced_last = min(max(local_last(diag_last, local_keys, causal), diag_last), *last_visible);
+}
+
+#if !ESTIMATE_GPU /* the CPU variant: up to the end of estimate_mask */
 #if EXACT
 #define SCORE_ARGS , __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *kt, long kt_at
 #else
 /* The exact second look reads Q as stored, the f32 K^T that the K/V layout stage wrote, and the
-   key means that smoothing removed. */
+   rows' shifts that row_threshold stored. */
 #define SCORE_ARGS , __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *kt, long kt_at, \
-                   long k_mean_at, float refine_log2
+                   long shift_at, float refine_log2
 #endif
 
 #define R EST_ROWS /* query rows of one register tile (src/estimate.c) */
@@ -263,18 +287,6 @@ static bool exact_block_passes(__global const STORAGE *q, long q_rows, long q_st
     return false;
 }
 
-/* shift[r] = scale * log2(e) * q_r . mean_k for the query block's rows, summed as row_threshold
-   sums it. */
-static void rows_shift(__global const STORAGE *q, long q_rows, long q_st, int rows, __global const float *kmean,
-                       float scale_log2e, float shift[BLOCK_Q])
-{
-    for (int r = 0; r < rows; ++r) {
-        float s = 0.0f;
-        for (int c = 0; c < HEAD_DIM; ++c)
-            s = fma(load_elem(q, q_rows + (long)r * q_st + c) * scale_log2e, kmean[c], s);
-        shift[r] = s;
-    }
-}
 #endif
 
 /*
@@ -308,12 +320,12 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     const int b = bh / q_heads, h = bh - b * q_heads, hk = h / group;
     const long bhk = (long)b * (q_heads / group) + hk;
     const int row_first = qb * BLOCK_Q, row_last = min(row_first + BLOCK_Q, q_len) - 1;
-    const int diag_first = row_first + kv_len - q_len, diag_last = row_last + kv_len - q_len;
     const long mask_row = (long)bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + qb;
     __global int *list = mask_indices + indices_at + mask_row * num_key_blocks;
 
     /* Visible key blocks, and the forced key range of the block's rows. */
-    const int last_visible = causal ? min(diag_last, kv_len - 1) : kv_len - 1;
+    int last_visible, forced_first, forced_last;
+    query_block_keys(qb, q_len, kv_len, causal, local_keys, &last_visible, &forced_first, &forced_last);
     const int kb_end = last_visible < 0 || !active ? 0 : last_visible / BLOCK_K + 1;
     /* The key blocks the work-group's query blocks see, for the uniform tile loop: those of its
        last query block (causal rows see more keys further down; otherwise all see all). */
@@ -321,9 +333,6 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     const int group_last_visible = last_visible_key(min(group_last_qb * BLOCK_Q + BLOCK_Q, q_len) - 1, q_len, kv_len, causal);
     const int group_kb_end = group_last_visible < 0 ? 0 : group_last_visible / BLOCK_K + 1;
     const int sink_end = min(sink, kv_len);
-    /* Local keys of every row, and the diagonal keys even when local is 0. */
-    const int forced_first = max(min(local_first(diag_first, local_keys, causal), diag_first), 0);
-    const int forced_last = min(max(local_last(diag_last, local_keys, causal), diag_last), last_visible);
     const bool dense_head = head_log2_tau[h] == -INFINITY;
 
     /* Per-row data of the whole query block, loaded once. A NaN threshold becomes -inf: every
@@ -421,8 +430,8 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
                 }
 #if !EXACT
                 if (pass == 1 && evaluated && !keep && refine_log2 > 0.0f && hmax16(block_best) >= -refine_log2) {
-                    if (!shifted)
-                        rows_shift(q, q_rows, q_st, rows, ws_f32(ws, k_mean_at) + bhk * HEAD_DIM, scale_log2e, shift);
+                    for (int r = 0; !shifted && r < rows; ++r)
+                        shift[r] = ws_f32(ws, shift_at)[(long)bh * q_len + row_first + r];
                     shifted = true;
                     keep = exact_block_passes(q, q_rows, q_st, ktb, rows, k0, k1, limit, thr, shift, scale_log2e);
                 }
@@ -440,3 +449,273 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     if (active)
         mask_counts[counts_at + mask_row] = count;
 }
+#endif /* !ESTIMATE_GPU */
+
+#if ESTIMATE_GPU
+/* ---- The GPU variant (SALE) -------------------------------------------------------------------
+ * The CPU variant gives a work-item a whole query block against every key block: 256 work-items at
+ * 8K with 2 heads, where a GPU wants tens of thousands. Here the key range is split across
+ * work-groups: a work-group is one (query block, key block) pair and a work-item one key of it,
+ * 8K x 128 x 2 = 2M work-items at 8K. The group's query codes, scales and thresholds sit in local
+ * memory and every work-item reads the same element (a broadcast); the keep decision is a
+ * reduction over the group, taken every ROW_CHUNK rows so that a kept block stops early.
+ * Then compact_mask turns the per-block flags into the ascending index lists of the mask format.
+ * Rows with no sink or local key take their highest estimate as reference (the CPU variant's pass
+ * 0) in reference_thresholds first.
+ * The integer sums are exact (4-bit codes sign-extended into bytes, products summed in int, with
+ * cl_khr_integer_dot_product's packed dot product where USE_INT_DOT), and the f32 operations after
+ * them are the CPU variant's, in its order.
+ */
+#if USE_INT_DOT
+#pragma OPENCL EXTENSION cl_khr_integer_dot_product : enable
+#endif
+#if USE_SUBGROUPS
+#pragma OPENCL EXTENSION cl_khr_subgroups : enable
+#endif
+
+#define CODE_WORDS (NUM_GROUPS * 2) /* a channel group's 16 codes: 8 bytes of two nibbles, two uints */
+#define ROW_CHUNK 16                /* rows between keep decisions */
+
+/* Sign-extends the 4-bit two's-complement value in the low half of each byte to the whole byte:
+   (x & 0x08080808) * 0x1E copies each byte's sign bit into bits 4-7 of the same byte, without a
+   carry into the next (8 * 0x1E = 0xF0). */
+static inline uint sign_extend_nibbles(uint x) { return x | ((x & 0x08080808u) * 0x1Eu); }
+
+/* The sum of the products of the four signed bytes of a and b, exact. */
+static inline int dot4(uint a, uint b)
+{
+#if USE_INT_DOT
+    return dot_4x8packed_ss_int(a, b);
+#else
+    /* Byte i, sign-extended, by shifts on int: (int)(a << (24 - 8 i)) >> 24. Scalar shifts rather
+       than as_char4, whose vector bitcast oclgrind 21.10's --uninitialized stopped on. */
+    int sum = 0;
+    for (int i = 0; i < 4; ++i)
+        sum += ((int)(a << (24 - 8 * i)) >> 24) * ((int)(b << (24 - 8 * i)) >> 24);
+    return sum;
+#endif
+}
+
+/* A channel group's exact sum of code products from the two code words of each side. Low and high
+   nibbles are separated alike on both sides, so the channels still meet their own partners. */
+static inline int group_dot(uint q0, uint q1, uint k0, uint k1)
+{
+    const uint m = 0x0F0F0F0Fu;
+    return dot4(sign_extend_nibbles(q0 & m), sign_extend_nibbles(k0 & m)) +
+           dot4(sign_extend_nibbles((q0 >> 4) & m), sign_extend_nibbles((k0 >> 4) & m)) +
+           dot4(sign_extend_nibbles(q1 & m), sign_extend_nibbles(k1 & m)) +
+           dot4(sign_extend_nibbles((q1 >> 4) & m), sign_extend_nibbles((k1 >> 4) & m));
+}
+
+/* The code bytes of one token (`stride` bytes apart) as CODE_WORDS little-endian words; bytes past
+   CODE_BYTES are 0. */
+static inline void load_code_words(__global const uchar *codes, long stride, uint w[CODE_WORDS])
+{
+    for (int i = 0; i < CODE_WORDS; ++i)
+        w[i] = 0u;
+    for (int p = 0; p < CODE_BYTES; ++p)
+        w[p >> 2] |= (uint)codes[(long)p * stride] << ((p & 3) * 8);
+}
+
+/* The int4 estimate (log2 units) of one (row, key) pair, in the CPU variant's f32 operations:
+   start at the key's correction, add each group's sum times the query scale times the key scale
+   (one rounded product, then one fma), scale at the end. */
+static inline float pair_estimate(const uint qw[CODE_WORDS], const float qs[NUM_GROUPS], const uint kw[CODE_WORDS],
+                                  const float ks[NUM_GROUPS], float corr, float scale_log2e)
+{
+    float e = corr;
+    for (int g = 0; g < NUM_GROUPS; ++g) {
+        const float scaled = (float)group_dot(qw[2 * g], qw[2 * g + 1], kw[2 * g], kw[2 * g + 1]) * qs[g];
+        e = fma(scaled, ks[g], e);
+    }
+    return e * scale_log2e;
+}
+
+/* The maximum of x over the work-group (local size n, a power of two), returned to every
+   work-item; scratch holds n floats. With sub-groups, each reduces its own first. */
+static inline float group_max(float x, __local float *scratch, int lid, int n)
+{
+#if USE_SUBGROUPS
+    x = sub_group_reduce_max(x);
+    if (get_sub_group_local_id() == 0)
+        scratch[get_sub_group_id()] = x;
+    n = (int)get_num_sub_groups();
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0)
+        for (int i = 1; i < n; ++i)
+            scratch[0] = fmax(scratch[0], scratch[i]);
+#else
+    scratch[lid] = x;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int width = n >> 1; width > 0; width >>= 1) {
+        if (lid < width)
+            scratch[lid] = fmax(scratch[lid], scratch[lid + width]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#endif
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float all = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused at once */
+    return all;
+}
+
+/* A row's int4 data and key data come from the workspace layouts of common.cl. */
+#define ROW_ARGS                                                                                          \
+    __global uchar *ws, long q_codes_at, long q_scales_at, long k_codes_at, long k_scales_at, long corr_at
+
+static inline void load_key(__global uchar *ws, long k_codes_at, long k_scales_at, long corr_at, long bhk, long bh,
+                            int kv_len_padded, int j, uint kw[CODE_WORDS], float ks[NUM_GROUPS], float *corr)
+{
+    load_code_words(ws + k_codes_at + k_codes_at_head(bhk, kv_len_padded) + j, kv_len_padded, kw);
+    __global const float *scales = ws_f32(ws, k_scales_at) + k_scales_at_head(bhk, kv_len_padded) + j;
+    for (int g = 0; g < NUM_GROUPS; ++g)
+        ks[g] = scales[(long)g * kv_len_padded];
+    *corr = ws_f32(ws, corr_at)[bh * kv_len_padded + j];
+}
+
+/*
+ * For each row with no sink or local key that sees a key (threshold +inf, not a dense head): the
+ * threshold becomes its highest visible estimate e plus min(log2 tau, 0), as in the CPU variant.
+ * Estimates that are NaN are left out (fmax). Every other row returns at once.
+ * Global size: (q_len, B*Hq).
+ */
+__kernel void reference_thresholds(int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,
+                                   float scale_log2e, __global const float *head_log2_tau, long thr_at, ROW_ARGS)
+{
+    const int row = get_global_id(0), bh = get_global_id(1);
+    if (row >= q_len)
+        return;
+    const int b = bh / q_heads, h = bh - b * q_heads;
+    const long bhk = (long)b * (q_heads / group) + h / group;
+    __global float *thr = ws_f32(ws, thr_at) + (long)bh * q_len + row;
+    const int limit = last_visible_key(row, q_len, kv_len, causal);
+    if (*thr != INFINITY || limit < 0 || head_log2_tau[h] == -INFINITY)
+        return;
+    uint qw[CODE_WORDS], kw[CODE_WORDS];
+    float qs[NUM_GROUPS], ks[NUM_GROUPS], corr;
+    load_code_words(ws + q_codes_at + q_codes_at_row(bh, q_len, row), 1, qw);
+    for (int g = 0; g < NUM_GROUPS; ++g)
+        qs[g] = ws_f32(ws, q_scales_at)[q_scales_at_row(bh, q_len, row) + g];
+    float best = -INFINITY;
+    for (int j = 0; j <= limit; ++j) {
+        load_key(ws, k_codes_at, k_scales_at, corr_at, bhk, bh, kv_len_padded, j, kw, ks, &corr);
+        best = fmax(best, pair_estimate(qw, qs, kw, ks, corr, scale_log2e));
+    }
+    *thr = best + fmin(head_log2_tau[h], 0.0f);
+}
+
+/*
+ * Decides one key block for one query block, writing kb (kept) or -1 at position kb of the mask
+ * row's index list (compact_mask then packs the list). The arguments are estimate_mask's (SALE),
+ * with the key codes at k_codes_at where the CPU variant takes its key pairs.
+ * Global size: (num_key_blocks * BLOCK_K, num_q_blocks * B*Hq), local size (BLOCK_K, 1).
+ */
+__kernel __attribute__((reqd_work_group_size(BLOCK_K, 1, 1))) void estimate_blocks(
+    int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal, float scale_log2e, int sink,
+    int local_keys, int num_key_blocks, __global const float *head_log2_tau, __global uchar *ws, long q_codes_at,
+    long q_scales_at, long k_codes_at, long k_scales_at, long corr_at, long thr_at, __global int *mask_counts,
+    long counts_at, __global int *mask_indices, long indices_at, __global const STORAGE *q, long q_sb, long q_sh,
+    long q_st, __global const float *kt, long kt_at, long shift_at, float refine_log2)
+{
+    __local uint q_words[BLOCK_Q][CODE_WORDS];
+    __local float q_scales[BLOCK_Q][NUM_GROUPS], thr[BLOCK_Q], shift[BLOCK_Q], scratch[BLOCK_K];
+    __local int limit[BLOCK_Q];
+    const int lid = get_local_id(0), kb = get_group_id(0);
+    const int num_q_blocks = (q_len + BLOCK_Q - 1) / BLOCK_Q;
+    const int bh = get_global_id(1) / num_q_blocks, qb = get_global_id(1) - bh * num_q_blocks;
+    const int b = bh / q_heads, h = bh - b * q_heads;
+    const long bhk = (long)b * (q_heads / group) + h / group;
+    int last_visible, forced_first, forced_last;
+    query_block_keys(qb, q_len, kv_len, causal, local_keys, &last_visible, &forced_first, &forced_last);
+    if (last_visible < 0 || kb > last_visible / BLOCK_K)
+        return; /* the whole group: compact_mask reads only visible blocks */
+    const int row_first = qb * BLOCK_Q, rows = min(BLOCK_Q, q_len - row_first);
+    const int k0 = kb * BLOCK_K, k1 = k0 + BLOCK_K - 1, j = k0 + lid;
+    __global int *list = mask_indices + indices_at + ((long)bh * num_q_blocks + qb) * num_key_blocks;
+    if (head_log2_tau[h] == -INFINITY || k0 < min(sink, kv_len) || (k1 >= forced_first && k0 <= forced_last)) {
+        if (lid == 0)
+            list[kb] = kb;
+        return;
+    }
+    for (int r = lid; r < BLOCK_Q; r += BLOCK_K) {
+        const int row = row_first + r;
+        uint w[CODE_WORDS];
+        load_code_words(ws + q_codes_at + q_codes_at_row(bh, q_len, min(row, q_len - 1)), 1, w);
+        for (int i = 0; i < CODE_WORDS; ++i)
+            q_words[r][i] = w[i];
+        for (int g = 0; g < NUM_GROUPS; ++g)
+            q_scales[r][g] = ws_f32(ws, q_scales_at)[q_scales_at_row(bh, q_len, min(row, q_len - 1)) + g];
+        const float t = row < q_len ? ws_f32(ws, thr_at)[(long)bh * q_len + row] : INFINITY;
+        thr[r] = isnan(t) ? -INFINITY : t; /* NaN: every estimate passes */
+        shift[r] = row < q_len ? ws_f32(ws, shift_at)[(long)bh * q_len + row] : 0.0f;
+        limit[r] = last_visible_key(row, q_len, kv_len, causal);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    uint qw[CODE_WORDS], kw[CODE_WORDS];
+    float qs[NUM_GROUPS], ks[NUM_GROUPS], corr;
+    load_key(ws, k_codes_at, k_scales_at, corr_at, bhk, bh, kv_len_padded, min(j, kv_len_padded - 1), kw, ks, &corr);
+    /* Margins t - thr of the visible pairs; +inf where t is not finite (its size is unknown). */
+    /* Every loop holding a barrier has a fixed trip count, and no barrier sits under a branch:
+       PoCL runs a work-group as loops between barriers and gave nondeterministic masks with a
+       data-dependent exit (the branches were uniform, but it could not know). */
+    float widest = -INFINITY;
+    bool keep = false;
+    for (int r0 = 0; r0 < BLOCK_Q; r0 += ROW_CHUNK) {
+        for (int r = r0; !keep && r < min(r0 + ROW_CHUNK, rows); ++r) {
+            if (j > limit[r])
+                continue;
+            for (int i = 0; i < CODE_WORDS; ++i)
+                qw[i] = q_words[r][i];
+            for (int g = 0; g < NUM_GROUPS; ++g)
+                qs[g] = q_scales[r][g];
+            const float t = pair_estimate(qw, qs, kw, ks, corr, scale_log2e);
+            widest = fmax(widest, isfinite(t) ? t - thr[r] : INFINITY);
+        }
+        const float chunk_best = group_max(widest, scratch, lid, BLOCK_K); /* unconditional: a barrier */
+        keep = keep || chunk_best >= 0.0f;
+    }
+    /* The exact second look (top of this file), on the same f32 operations as the CPU variant's:
+       channel by channel multiply-adds, then the scale, against threshold + shift. */
+    const float block_best = group_max(widest, scratch, lid, BLOCK_K);
+    const bool refine = !keep && refine_log2 > 0.0f && block_best >= -refine_log2;
+    float passing = -INFINITY;
+    if (refine) {
+        __global const float *ktb = kt + kt_at + bhk * HEAD_DIM * kv_len_padded;
+        for (int r = 0; r < rows; ++r) {
+            if (j > limit[r])
+                continue;
+            const long qo = b * q_sb + h * q_sh + (long)(row_first + r) * q_st;
+            float acc = 0.0f;
+            for (int c = 0; c < HEAD_DIM; ++c)
+                acc = fma(load_elem(q, qo + c), ktb[kt_index(c, j)], acc);
+            const float t = acc * scale_log2e;
+            const float bar = thr[r] + shift[r];
+            passing = fmax(passing, isfinite(t) ? t - bar : INFINITY);
+        }
+    }
+    const float exact_best = group_max(passing, scratch, lid, BLOCK_K);
+    keep = keep || exact_best >= 0.0f;
+    if (lid == 0)
+        list[kb] = keep ? kb : -1;
+}
+
+/* Packs each mask row's flags (estimate_blocks) into its ascending list and count, in place: the
+   write position never passes the read position. Global size: (num_q_blocks, B*Hq). */
+__kernel void compact_mask(int q_len, int kv_len, int causal, int local_keys, int num_key_blocks,
+                           __global int *mask_counts, long counts_at, __global int *mask_indices, long indices_at)
+{
+    const int qb = get_global_id(0), bh = get_global_id(1), num_q_blocks = (q_len + BLOCK_Q - 1) / BLOCK_Q;
+    if (qb >= num_q_blocks)
+        return;
+    int last_visible, forced_first, forced_last;
+    query_block_keys(qb, q_len, kv_len, causal, local_keys, &last_visible, &forced_first, &forced_last);
+    const int kb_end = last_visible < 0 ? 0 : last_visible / BLOCK_K + 1;
+    const long mask_row = (long)bh * num_q_blocks + qb;
+    __global int *list = mask_indices + indices_at + mask_row * num_key_blocks;
+    int count = 0;
+    for (int kb = 0; kb < kb_end; ++kb)
+        if (list[kb] >= 0)
+            list[count++] = kb;
+    mask_counts[counts_at + mask_row] = count;
+}
+#endif /* ESTIMATE_GPU */

@@ -205,7 +205,10 @@ void clsa_quantize_release(clsa_quantize_stage *stage);
 
 /* The estimation stage (estimate.c). */
 typedef struct clsa_estimate_stage {
-    cl_kernel row_threshold, estimate_mask;
+    cl_kernel row_threshold;
+    cl_kernel estimate_mask;                                     /* the CPU variant, and the oracle */
+    cl_kernel reference_thresholds, estimate_blocks, compact_mask; /* the GPU variant */
+    bool gpu;
 } clsa_estimate_stage;
 clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
                                clsa_estimate_stage *out);

@@ -28,7 +28,12 @@ clsa_status clsa_build_options(clsa_context *ctx, char *buf, size_t size, const 
         size_t used = strlen(flags);
         snprintf(flags + used, sizeof flags - used, " -D%s=%d", wanted[i].define, on ? 1 : 0);
     }
-    int n = snprintf(buf, size, "-cl-std=CL1.2 -DCLSA_DTYPE=%d -DHEAD_DIM=%lld -DQUANT_GROUP=%d%s %s", (int)shape->dtype,
+    /* OpenCL C 1.2 everywhere (PoCL here and oclgrind know no later), except for a variant that uses
+       a feature whose built-ins some compilers declare only in a later language version (Intel's
+       runtime declares the integer dot products for OpenCL C 3.0 alone). */
+    int major = 1, minor = 2;
+    const bool later = features && sscanf(c->c_version, "OpenCL C %d.%d", &major, &minor) == 2 && major >= 3;
+    int n = snprintf(buf, size, "-cl-std=%s -DCLSA_DTYPE=%d -DHEAD_DIM=%lld -DQUANT_GROUP=%d%s %s", later ? "CL3.0" : "CL1.2", (int)shape->dtype,
                      (long long)shape->head_dim, CLSA_QUANT_GROUP, flags, extra ? extra : "");
     if (n < 0 || (size_t)n >= size)
         return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "the build options do not fit in %zu bytes", size);

@@ -90,7 +90,8 @@ static clsa_status lay_out_workspace(clsa_plan *plan)
              region(&L->k_scales, &offset, bk, L->groups, L->kv_len_padded, 4) &&
              region(&L->k_correction, &offset, bq, L->kv_len_padded, 1, 4) &&
              region(&L->k_pairs, &offset, bk, L->groups * L->group_channels, L->kv_len_padded / 2, 4) &&
-             region(&L->row_threshold, &offset, bq, s->q_len, 1, 4);
+             region(&L->row_threshold, &offset, bq, s->q_len, 1, 4) &&
+             region(&L->row_shift, &offset, bq, s->q_len, 1, 4);
     }
     if (ok && is_sparse(plan)) {
         clsa_mask_geometry *m = &plan->mask;

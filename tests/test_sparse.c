@@ -317,10 +317,27 @@ static int64_t check_estimate(clsa_context *ctx, clsa_shape s, clsa_sparsity sp,
     return check_estimate_on(ctx, s, sp, stream, true);
 }
 
-static void test_estimate_matches_host(void **state)
+/* The estimator variants this device can run, as tuning keys: the CPU variant, the GPU variant
+   with plain integer arithmetic, and where the device has them, with packed integer dot products
+   and with sub-group reductions. Returns how many. */
+static int estimator_variants(const char *out[4])
 {
-    (void)state;
     clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
+    const clsa_device_info *info = clsa_context_device_info(ctx);
+    int n = 0;
+    out[n++] = "estimate=cpu";
+    out[n++] = "estimate=gpu,int_dot=0,subgroups=0";
+    if (info->integer_dot_product & CLSA_INT_DOT_4X8_PACKED)
+        out[n++] = "estimate=gpu,int_dot=1,subgroups=0";
+    if (info->has_subgroups)
+        out[n++] = "estimate=gpu,int_dot=0,subgroups=1";
+    clsa_context_release(ctx);
+    return n;
+}
+
+/* One estimator variant against the float64 rule on the device's own codes. */
+static void estimate_cases(clsa_context *ctx)
+{
     clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
     const int64_t L = harness_small ? 80 : 700;
     if (!harness_small)
@@ -352,7 +369,85 @@ static void test_estimate_matches_host(void **state)
     const int64_t added = check_estimate_on(ctx, spread, sp, 28, false);
     if (added == 0 && !harness_small) /* 80 tokens leave too few blocks to count on one */
         fail_msg("the second look added no block at 3 nats (seed %llu)", (unsigned long long)harness_seed);
-    clsa_context_release(ctx);
+}
+
+static void test_estimate_matches_host(void **state)
+{
+    (void)state;
+    const char *variants[4];
+    const int n = estimator_variants(variants);
+    for (int i = 0; i < n; ++i) {
+        printf("# estimator %s\n", variants[i]);
+        clsa_context *ctx = harness_tuned_context(CLSA_STYLE_AUTO, variants[i]);
+        estimate_cases(ctx);
+        clsa_context_release(ctx);
+    }
+}
+
+/* The integer sums are exact and the f32 operations after them the same, so every integer variant
+   of the estimator gives the same mask, bit for bit, on the same inputs: LLM-like data with GQA,
+   an odd head_dim in bf16 without causality, rows that need their reference estimate (sink and
+   local 0; and rows far from the diagonal when q_len > kv_len), and random data where the exact
+   second look decides many blocks. */
+static void test_integer_variants_identical(void **state)
+{
+    (void)state;
+    const char *variants[4];
+    const int n = estimator_variants(variants);
+    clsa_context *base = harness_context(CLSA_STYLE_AUTO);
+    const int64_t L = harness_small ? 80 : 600;
+    struct { clsa_shape shape; int block_q, block_k, sink, local; float tau, refine, scale; bool llm; } cases[5] = {
+        {clsa_shape_make(1, 4, 2, L, L, 64, CLSA_F32, 1), 64, 32, 32, 64, 0.004f, 0.5f, 0.0f, true},
+        {clsa_shape_make(2, 2, 2, L, L / 2 + 3, 33, CLSA_BF16, 0), 32, 64, 32, 64, 0.004f, 0.5f, 0.0f, true},
+        {clsa_shape_make(1, 2, 1, L, L, 64, CLSA_F16, 1), 64, 32, 0, 0, 0.004f, 0.5f, 0.0f, true},
+        {clsa_shape_make(1, 4, 1, L, L, 256, CLSA_BF16, 1), 16, 16, 32, 256, 200.0f, 1.0f, 1.0f, false},
+        {clsa_shape_make(1, 2, 2, 2 * L, L / 2, 64, CLSA_F16, 0), 16, 16, 0, 16, 0.004f, 2.0f, 0.0f, true},
+    };
+    for (int c = 0; c < 5; ++c) {
+        clsa_shape s = cases[c].shape;
+        s.scale = cases[c].scale;
+        clsa_sparsity sp;
+        clsa_sparsity_init(&sp, CLSA_METHOD_SALE);
+        sp.block_q = cases[c].block_q, sp.block_k = cases[c].block_k, sp.sink_tokens = cases[c].sink;
+        sp.local_tokens = cases[c].local, sp.tau = cases[c].tau, sp.refine_nats = cases[c].refine;
+        harness_buffers b;
+        if (cases[c].llm)
+            llm_buffers(base, &s, 40 + (uint64_t)c, &b);
+        else {
+            harness_rng rng = harness_rng_make(40 + (uint64_t)c);
+            harness_buffers_make(base, &s, &rng, &b);
+        }
+        uint8_t *first = NULL;
+        for (int v = 0; v < n; ++v) {
+            clsa_context_options opt = {0};
+            opt.tuning = variants[v];
+            clsa_context *ctx = NULL;
+            assert_int_equal(clsa_context_create(clsa_context_cl_context(base), clsa_context_device(base), &opt, &ctx),
+                             CLSA_SUCCESS);
+            clsa_plan *plan = NULL;
+            uint8_t *got = device_mask(ctx, &s, &sp, &b, NULL, NULL, &plan);
+            clsa_mask_geometry g;
+            clsa_plan_mask_geometry(plan, &g);
+            const size_t bytes = (size_t)(g.rows * g.num_k_blocks);
+            int64_t kept = 0, differ = 0;
+            for (size_t e = 0; e < bytes; ++e)
+                kept += got[e], differ += first && got[e] != first[e];
+            printf("# case %d, %s: %lld of %zu blocks kept, %lld differ from %s\n", c, variants[v], (long long)kept,
+                   bytes, (long long)differ, variants[0]);
+            if (differ)
+                fail_msg("estimator variant %s differs from %s in %lld blocks (case %d, seed %llu)", variants[v],
+                         variants[0], (long long)differ, c, (unsigned long long)harness_seed);
+            if (!first)
+                first = got;
+            else
+                free(got);
+            clsa_plan_release(plan);
+            clsa_context_release(ctx);
+        }
+        free(first);
+        harness_buffers_release(&b);
+    }
+    clsa_context_release(base);
 }
 
 /* Recall of SALE's mask against the oracle (the rule on exact scores) on LLM-like data, and the
@@ -808,6 +903,7 @@ int main(void)
     harness_init("sparse");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize),     cmocka_unit_test(test_estimate_matches_host),
+        cmocka_unit_test(test_integer_variants_identical),
         cmocka_unit_test(test_recall_vs_oracle), BOTH(test_masked), BOTH(test_pipeline),
         cmocka_unit_test(test_bad_sparsity), cmocka_unit_test(test_bad_masks),
     };

@@ -598,6 +598,9 @@ typedef struct clsa_quant_layout {
         sums stay exact integers (|sum| <= 16*49 < 1024). Chunk-major keeps a chunk's channels
         contiguous instead of a power of two apart (one cache set) */
     size_t k_pairs;
+    /** f32 [B*Hq][q_len]: scale*log2e * q_i . mean_k, the term row_threshold removed (SALE; the
+        exact second look adds it back to exact scores) */
+    size_t row_shift;
 } clsa_quant_layout;
 
 /** Where a SALE plan keeps its buffers in the workspace (CLSA_ERR_WRONG_PLAN for other plans). */
