@@ -158,3 +158,47 @@ static inline long k_pair_index(int c, int u) { return chunk16_index(c, u, PAIR_
 static inline char code_low(char byte) { return (char)(byte << 4) >> 4; }
 static inline char code_high(char byte) { return byte >> 4; }
 static inline uchar code_byte(int low, int high) { return (uchar)((low & 0xF) | ((high & 0xF) << 4)); }
+
+/* ---- Work-group reductions (the GPU variants) ----
+ * group_max(x, scratch, lid, n) and group_sum(...) return to every work-item the maximum or sum of x
+ * over its work-group of n work-items (a power of two); scratch holds n floats of local memory.
+ * Every work-item must call them (they hold barriers). With USE_SUBGROUPS each sub-group reduces
+ * its own first (cl_khr_subgroups), and one work-item combines the sub-groups' results. */
+#if USE_SUBGROUPS
+#pragma OPENCL EXTENSION cl_khr_subgroups : enable
+#endif
+static inline float add_floats(float a, float b) { return a + b; }
+#if USE_SUBGROUPS
+#define GROUP_REDUCE(name, combine, sub_group_reduce)                                              \
+    static inline float name(float x, __local float *scratch, int lid, int n)                     \
+    {                                                                                            \
+        x = sub_group_reduce(x);                                                                 \
+        if (get_sub_group_local_id() == 0)                                                       \
+            scratch[get_sub_group_id()] = x;                                                     \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+        if (lid == 0)                                                                            \
+            for (int i = 1; i < (int)get_num_sub_groups(); ++i)                                  \
+                scratch[0] = combine(scratch[0], scratch[i]);                                    \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+        const float all = scratch[0];                                                            \
+        barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused at once */                        \
+        return all;                                                                              \
+    }
+#else
+#define GROUP_REDUCE(name, combine, sub_group_reduce)                                              \
+    static inline float name(float x, __local float *scratch, int lid, int n)                     \
+    {                                                                                            \
+        scratch[lid] = x;                                                                        \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                            \
+        for (int width = n >> 1; width > 0; width >>= 1) {                                       \
+            if (lid < width)                                                                     \
+                scratch[lid] = combine(scratch[lid], scratch[lid + width]);                      \
+            barrier(CLK_LOCAL_MEM_FENCE);                                                        \
+        }                                                                                        \
+        const float all = scratch[0];                                                            \
+        barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused at once */                        \
+        return all;                                                                              \
+    }
+#endif
+GROUP_REDUCE(group_max, fmax, sub_group_reduce_max)
+GROUP_REDUCE(group_sum, add_floats, sub_group_reduce_add)

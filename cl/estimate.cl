@@ -469,10 +469,6 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
 #if USE_INT_DOT
 #pragma OPENCL EXTENSION cl_khr_integer_dot_product : enable
 #endif
-#if USE_SUBGROUPS
-#pragma OPENCL EXTENSION cl_khr_subgroups : enable
-#endif
-
 #define CODE_WORDS (NUM_GROUPS * 2) /* a channel group's 16 codes: 8 bytes of two nibbles, two uints */
 #define ROW_CHUNK 16                /* rows between keep decisions */
 
@@ -529,34 +525,6 @@ static inline float pair_estimate(const uint qw[CODE_WORDS], const float qs[NUM_
         e = fma(scaled, ks[g], e);
     }
     return e * scale_log2e;
-}
-
-/* The maximum of x over the work-group (local size n, a power of two), returned to every
-   work-item; scratch holds n floats. With sub-groups, each reduces its own first. */
-static inline float group_max(float x, __local float *scratch, int lid, int n)
-{
-#if USE_SUBGROUPS
-    x = sub_group_reduce_max(x);
-    if (get_sub_group_local_id() == 0)
-        scratch[get_sub_group_id()] = x;
-    n = (int)get_num_sub_groups();
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0)
-        for (int i = 1; i < n; ++i)
-            scratch[0] = fmax(scratch[0], scratch[i]);
-#else
-    scratch[lid] = x;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int width = n >> 1; width > 0; width >>= 1) {
-        if (lid < width)
-            scratch[lid] = fmax(scratch[lid], scratch[lid + width]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-#endif
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const float all = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE); /* scratch may be reused at once */
-    return all;
 }
 
 /* A row's int4 data and key data come from the workspace layouts of common.cl. */

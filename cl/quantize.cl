@@ -29,6 +29,37 @@ static inline float16 load_group_f32(__global const float *x, int g)
    (clsa.h, "Non-finite values"). Partial sums of 64 tokens keep the f32 error near that of a
    pairwise sum. One work-item reads whole 16-channel rows, so each cache line it loads is used.
    Global size: (NUM_GROUPS, B*H). */
+#if QUANTIZE_GPU
+/* The GPU variant: MEAN_GROUP work-items per (channel group, head), each summing every MEAN_GROUP-th
+   token, then a work-group sum per channel (group_sum, common.cl). The mean differs from the CPU
+   variant's in its f32 rounding only (another summation order).
+   Global size: (NUM_GROUPS * MEAN_GROUP, B*H), local size (MEAN_GROUP, 1). */
+__kernel __attribute__((reqd_work_group_size(MEAN_GROUP, 1, 1))) void token_mean(
+    __global const STORAGE *x, long sb, long sh, long st, int heads, int len, __global uchar *ws, long mean_at)
+{
+    __local float scratch[MEAN_GROUP];
+    const int lid = get_local_id(0), g = get_group_id(0), bh = get_global_id(1);
+    const int b = bh / heads, h = bh - b * heads;
+    const long base = b * sb + h * sh;
+    float16 part = (float16)(0.0f), seen = (float16)(0.0f);
+    for (int t = lid; t < len; t += MEAN_GROUP) {
+        const float16 v = load_group(x, base + t * st, g);
+        const int16 finite = isfinite(v);
+        part += select((float16)(0.0f), v, finite);
+        seen += select((float16)(0.0f), (float16)(1.0f), finite);
+    }
+    float parts[16], counts[16];
+    vstore16(part, 0, parts);
+    vstore16(seen, 0, counts);
+    __global float *out = ws_f32(ws, mean_at) + (long)bh * HEAD_DIM;
+    for (int i = 0; i < 16; ++i) {
+        const float total = group_sum(parts[i], scratch, lid, MEAN_GROUP);
+        const float count = group_sum(counts[i], scratch, lid, MEAN_GROUP); /* exact below 2^24 tokens */
+        if (lid == 0 && g * 16 + i < HEAD_DIM)
+            out[g * 16 + i] = count > 0.0f ? total / count : 0.0f;
+    }
+}
+#else
 __kernel void token_mean(__global const STORAGE *x, long sb, long sh, long st, int heads, int len,
                          __global uchar *ws, long mean_at)
 {
@@ -57,6 +88,7 @@ __kernel void token_mean(__global const STORAGE *x, long sb, long sh, long st, i
     for (int i = 0; i < 16 && g * 16 + i < HEAD_DIM; ++i)
         out[g * 16 + i] = mean[i];
 }
+#endif
 
 /* Smooths channel group g of one token into xs (x - mean) and returns the group's scale,
    max|x'| / 7, setting its inverse (0 for an all-zero group). A group holding a value that is not

@@ -197,6 +197,7 @@ void clsa_attention_release(clsa_attention_stage *stage);
 /* The quantization stage (quantize.c). */
 typedef struct clsa_quantize_stage {
     cl_kernel token_mean, quantize_q, quantize_k, pair_key_codes;
+    size_t mean_group; /* the GPU variant's token-mean work-group; 0 for the CPU variant */
 } clsa_quantize_stage;
 clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_quantize_stage *out);
 clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,

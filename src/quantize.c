@@ -5,9 +5,22 @@
 
 clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_quantize_stage *out)
 {
+    /* The GPU variant sums each head's tokens in a work-group (cl/quantize.cl); its size is the
+       table's mean_group (auto: 256), at most what the device allows. */
+    const clsa_tuning *t = &ctx->tuning;
+    const bool gpu = clsa_tuned_variant(ctx, t->quantize) == CLSA_STYLE_GPU;
+    size_t group = t->mean_group ? (size_t)t->mean_group : 256;
+    while (group > 16 && group > ctx->caps.max_work_group_size)
+        group /= 2;
+    out->mean_group = gpu ? group : 0;
+    const unsigned features = gpu && (t->subgroups == 1 || (t->subgroups < 0 && ctx->caps.has_subgroups))
+                                  ? CLSA_FEATURE_SUBGROUPS : 0;
+    char extra[64];
+    snprintf(extra, sizeof extra, "-DQUANTIZE_GPU=%d -DMEAN_GROUP=%zu", gpu ? 1 : 0, group);
     const char *const names[4] = {"token_mean", "quantize_q", "quantize_k", "pair_key_codes"};
     cl_kernel *const kernels[4] = {&out->token_mean, &out->quantize_q, &out->quantize_k, &out->pair_key_codes};
-    return clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, 0, "", names, kernels, 4);
+    clsa_status st = clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, features, extra, names, kernels, 4);
+    return st || !gpu ? st : clsa_kernel_fits(ctx, out->token_mean, "token_mean", group);
 }
 
 static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, cl_mem workspace, cl_mem x,
@@ -25,8 +38,11 @@ static clsa_status enqueue_mean(const clsa_plan *plan, cl_command_queue queue, c
     CLSA_ARG(&a, at);
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting token_mean argument %u", a.index - 1);
-    size_t global[2] = {(size_t)plan->quant.groups, (size_t)(plan->shape.batch * t->heads)};
-    return clsa_enqueue(plan->ctx, queue, stage->token_mean, "token_mean", global, NULL, num_wait, wait_list, out);
+    const size_t per_group = stage->mean_group ? stage->mean_group : 1;
+    size_t global[2] = {(size_t)plan->quant.groups * per_group, (size_t)(plan->shape.batch * t->heads)};
+    const size_t local[2] = {per_group, 1};
+    return clsa_enqueue(plan->ctx, queue, stage->token_mean, "token_mean", global, stage->mean_group ? local : NULL,
+                        num_wait, wait_list, out);
 }
 
 clsa_status clsa_quantize_enqueue(const clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k,

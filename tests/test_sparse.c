@@ -162,20 +162,28 @@ static void check_quantization(clsa_context *ctx, clsa_shape s)
     harness_buffers_release(&b);
 }
 
+/* Both quantizer variants (the GPU one with and without sub-group sums where the device has them). */
 static void test_quantize(void **state)
 {
     (void)state;
-    clsa_context *ctx = harness_context(CLSA_STYLE_AUTO);
-    const int64_t L = harness_small ? 20 : 300;
-    clsa_shape s = clsa_shape_make(2, 4, 2, L, L + 37, 64, CLSA_F32, 1);
-    check_quantization(ctx, s);
-    s = clsa_shape_make(1, 2, 1, L, L, 7, CLSA_F16, 0); /* odd head_dim: a padding nibble */
-    check_quantization(ctx, s);
-    s = clsa_shape_make(1, 3, 1, L, L, 128, CLSA_BF16, 1);
-    s.q_strides = clsa_strides_blhd(L, 3, 128);
-    s.k_strides = clsa_strides_blhd(L, 1, 128);
-    check_quantization(ctx, s);
-    clsa_context_release(ctx);
+    const char *variants[3] = {"quantize=cpu", "quantize=gpu,subgroups=0", "quantize=gpu,subgroups=1"};
+    clsa_context *probe = harness_context(CLSA_STYLE_AUTO);
+    const int n = clsa_context_device_info(probe)->has_subgroups ? 3 : 2;
+    clsa_context_release(probe);
+    for (int v = 0; v < n; ++v) {
+        printf("# quantizer %s\n", variants[v]);
+        clsa_context *ctx = harness_tuned_context(CLSA_STYLE_AUTO, variants[v]);
+        const int64_t L = harness_small ? 20 : 300;
+        clsa_shape s = clsa_shape_make(2, 4, 2, L, L + 37, 64, CLSA_F32, 1);
+        check_quantization(ctx, s);
+        s = clsa_shape_make(1, 2, 1, L, L, 7, CLSA_F16, 0); /* odd head_dim: a padding nibble */
+        check_quantization(ctx, s);
+        s = clsa_shape_make(1, 3, 1, L, L, 128, CLSA_BF16, 1);
+        s.q_strides = clsa_strides_blhd(L, 3, 128);
+        s.k_strides = clsa_strides_blhd(L, 1, 128);
+        check_quantization(ctx, s);
+        clsa_context_release(ctx);
+    }
 }
 
 /* ---------------------------------------------------------------- estimation ------------ */
