@@ -223,13 +223,85 @@ static void test_tuning_variants(void **state)
     }
 }
 
+/*
+ * Half-precision Q.K products (clsa_shape.qk_half) against the float64 reference, with a tolerance
+ * derived from half's unit roundoff u = 2^-11. Each product q'_c k_c (q' = q * scale * log2 e) picks
+ * up at most three roundings of u (q' to half, k to half, the product), so a score in log2 units
+ * moves by at most eps = 3u * max_ij sum_c |q'_ic k_jc| (plus f32's accumulation, D * 2^-24 of the
+ * same sum). Softmax weights 2^s then change by a factor within 2^(+-2 eps) after normalisation, so
+ * an output moves by at most (2^(2 eps) - 1) * max |v|, on top of the storage's own tolerance.
+ * On devices without cl_khr_fp16 the plan is refused; f32 storage is refused everywhere.
+ */
+static void test_qk_half(void **state)
+{
+    (void)state;
+    for (int style = CLSA_STYLE_CPU; style <= CLSA_STYLE_GPU; ++style) {
+        clsa_context *ctx = harness_context((clsa_kernel_style)style);
+        const bool fp16 = clsa_context_device_info(ctx)->has_fp16 != 0;
+        clsa_shape f32 = clsa_shape_make(1, 1, 1, 32, 32, 64, CLSA_F32, 1);
+        f32.qk_half = 1;
+        clsa_plan *plan = NULL;
+        assert_int_equal(clsa_plan_create(ctx, &f32, NULL, &plan), CLSA_ERR_INVALID_PRECISION);
+        const struct { int64_t hq, hkv, lq, lk, d; clsa_dtype dtype; int causal; } cases[] = {
+            {2, 1, 70, 90, 64, CLSA_F16, 1}, {1, 1, 45, 45, 7, CLSA_BF16, 0}, {2, 2, 33, 64, 128, CLSA_BF16, 1}};
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+            clsa_shape s = clsa_shape_make(1, cases[i].hq, cases[i].hkv, cases[i].lq, cases[i].lk, cases[i].d,
+                                           cases[i].dtype, cases[i].causal);
+            s.qk_half = 1;
+            if (!fp16) {
+                assert_int_equal(clsa_plan_create(ctx, &s, NULL, &plan), CLSA_ERR_DEVICE_UNSUPPORTED);
+                printf("# qk_half on %s: refused, no cl_khr_fp16\n", clsa_context_device_name(ctx));
+                continue;
+            }
+            harness_rng rng = harness_rng_make(700 + i);
+            harness_buffers b;
+            harness_buffers_make(ctx, &s, &rng, &b);
+            assert_int_equal(clsa_plan_create(ctx, &s, NULL, &plan), CLSA_SUCCESS);
+            assert_int_equal(clsa_attention(plan, b.queue, b.q, b.k, b.v, b.o, NULL, 0, NULL, NULL), CLSA_SUCCESS);
+            assert_int_equal(clFinish(b.queue), CL_SUCCESS);
+            harness_read_o(&b);
+            const int64_t D = s.head_dim, group = s.q_heads / s.kv_heads;
+            const double scale = 1.4426950408889634 / sqrt((double)D), u = 0x1p-11;
+            double widest = 0.0, vmax = 0.0; /* max_ij sum_c |q'_ic k_jc|, max |v| */
+            for (int64_t h = 0; h < s.q_heads; ++h)
+                for (int64_t r = 0; r < s.q_len; ++r)
+                    for (int64_t j = 0; j < s.kv_len; ++j) {
+                        double sum = 0.0;
+                        for (int64_t c = 0; c < D; ++c)
+                            sum += fabs(ref_load(b.hq, s.dtype, (h * s.q_len + r) * D + c) * scale *
+                                        ref_load(b.hk, s.dtype, ((h / group) * s.kv_len + j) * D + c));
+                        widest = fmax(widest, sum);
+                    }
+            for (int64_t e = 0; e < s.kv_heads * s.kv_len * D; ++e)
+                vmax = fmax(vmax, fabs(ref_load(b.hv, s.dtype, e)));
+            const double eps = (3.0 * u + (double)D * 0x1p-24) * widest;
+            double *want = malloc(sizeof(double) * (size_t)(s.q_heads * s.q_len * D));
+            ref_attention(&s, b.hq, b.hk, b.hv, NULL, 0, 0, want);
+            double max_ref = 0.0;
+            for (int64_t e = 0; e < s.q_heads * s.q_len * D; ++e)
+                max_ref = fmax(max_ref, fabs(want[e]));
+            const double err = ref_max_rel_error(&s, b.ho, want) * max_ref;
+            const double bound = (exp2(2.0 * eps) - 1.0) * vmax + harness_tolerance(s.dtype) * max_ref;
+            printf("# qk_half %s Hq%lld L%lld/%lld D%lld %s: max abs err %.3g, bound %.3g (eps %.3g log2 units)\n",
+                   style == CLSA_STYLE_CPU ? "cpu" : "gpu", (long long)s.q_heads, (long long)s.q_len,
+                   (long long)s.kv_len, (long long)D, harness_dtype_name(s.dtype), err, bound, eps);
+            assert_true(err <= bound);
+            free(want);
+            clsa_plan_release(plan);
+            plan = NULL;
+            harness_buffers_release(&b);
+        }
+        clsa_context_release(ctx);
+    }
+}
+
 int main(void)
 {
     harness_init("dense");
     const struct CMUnitTest tests[] = {
         BOTH(test_lengths), BOTH(test_head_dims), BOTH(test_gqa), BOTH(test_causal_misaligned),
         BOTH(test_strided), BOTH(test_dtypes), BOTH(test_host_call), cmocka_unit_test(test_host_call_waits_on_out_of_order_queue),
-        cmocka_unit_test(test_tuning_variants),
+        cmocka_unit_test(test_tuning_variants), cmocka_unit_test(test_qk_half),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
