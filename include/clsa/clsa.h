@@ -206,7 +206,7 @@ typedef struct clsa_context_options {
      * call on the context.
      */
     const char *cache_dir;
-    /** Tuning file ("Tuning" above). NULL uses CLSA_TUNE_FILE; with neither, the built-in table alone. */
+    /** Tuning file ("Tuning" above). NULL uses CLSA_TUNE_FILE; "" (or neither) the built-in table alone. */
     const char *tuning_file;
     /** Tuning keys, "key=value,..." ("Tuning" above); they win over everything else. NULL: none. */
     const char *tuning;
