@@ -283,7 +283,6 @@ int main(int argc, char **argv)
         return 1;
     }
     const clsa_device_info *info = clsa_context_device_info(probe);
-    const bool gpu = (info->type & CL_DEVICE_TYPE_GPU) != 0;
     printf("clsa-tune on \"%s\" (%s): seq %lld, head_dim %lld, %lld heads, %s, median of %d\n", info->name,
            info->device_version, (long long)o.seq, (long long)o.head_dim, (long long)o.heads,
            o.causal ? "causal" : "non-causal", o.repeat);
@@ -300,7 +299,7 @@ int main(int argc, char **argv)
         "attention=cpu,cpu_dense_rows=4,cpu_local=64", "attention=gpu,gpu_group=64,gpu_tile=32",
         "attention=gpu,gpu_group=128,gpu_tile=32", "attention=gpu,gpu_group=32,gpu_tile=16",
         "attention=gpu,gpu_group=256,gpu_tile=16"};
-    search(&b, DENSE, "dense", dense, gpu ? 10 : 6, best, sizeof best);
+    search(&b, DENSE, "dense", dense, 10, best, sizeof best);
     /* 2-4: a SALE plan on the sparse preset. */
     fill(&b, LLM_PRESET_SPARSE);
     static const char *const sparse_cpu[] = {"cpu_sparse_rows=4,cpu_sparse_tiles=1", "cpu_sparse_rows=16,cpu_sparse_tiles=1",
