@@ -37,5 +37,6 @@ void device_info_print(FILE *f, const clsa_context *ctx)
         fprintf(f, " (4x8-bit packed: %s, 4x8-bit vectors: %s)", yes_no(d->integer_dot_product & CLSA_INT_DOT_4X8_PACKED),
                 yes_no(d->integer_dot_product & CLSA_INT_DOT_4X8));
     fprintf(f, "\nkernel style:           %s\n", clsa_context_kernel_style(ctx) == CLSA_STYLE_CPU ? "cpu" : "gpu");
+    fprintf(f, "tuning:                 %s\n", clsa_context_tuning(ctx));
     fprintf(f, "extensions:             %s\n", clsa_context_device_extensions(ctx));
 }
