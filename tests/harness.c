@@ -15,6 +15,11 @@ void harness_init(const char *suite)
     harness_seed = env && *env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
     const char *small = getenv("CLSA_TEST_SMALL");
     harness_small = small && *small && strcmp(small, "0") != 0;
+    /* CLSA_TEST_FILTER=PATTERN runs only the tests whose names match (cmocka's * and ? wildcards),
+       e.g. to rerun one test over many seeds. */
+    const char *filter = getenv("CLSA_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     printf("# %s: seed %llu (rerun with CLSA_TEST_SEED=%llu)%s\n", suite, (unsigned long long)harness_seed,
            (unsigned long long)harness_seed, harness_small ? ", small shapes" : "");
     fflush(stdout);
