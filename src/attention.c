@@ -70,10 +70,12 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
         t.cpu_rows_per_item = SPARSE_NARROW_ROWS;
     /* A sparse kernel's work-item (CPU) or work-group (GPU) must lie in one query block, and a
        GPU key tile in one key block: both block sizes are powers of two >= 16. */
-    char sparse[96] = "-DSPARSE=0";
+    clsa_defines d = {0};
+    clsa_define(&d, "SPARSE", sparsity ? 1 : 0);
     out->sparse = sparsity != NULL;
     if (sparsity) {
-        snprintf(sparse, sizeof sparse, "-DSPARSE=1 -DBLOCK_Q=%d -DBLOCK_K=%d", sparsity->block_q, sparsity->block_k);
+        clsa_define(&d, "BLOCK_Q", sparsity->block_q);
+        clsa_define(&d, "BLOCK_K", sparsity->block_k);
         if (t.cpu_rows_per_item > sparsity->block_q)
             t.cpu_rows_per_item = sparsity->block_q;
         if (t.gpu_group_size > sparsity->block_q)
@@ -81,7 +83,6 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
         if (t.gpu_key_tile > sparsity->block_k)
             t.gpu_key_tile = sparsity->block_k;
     }
-    char extra[256];
     out->style = clsa_tuned_variant(ctx, tuned->attention);
     if (out->style == CLSA_STYLE_CPU) {
         out->rows_per_group = (size_t)t.cpu_rows_per_item;
@@ -99,8 +100,10 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
            Intel's runtime, where its barriers made them 3-4x slower; elsewhere they are on. */
         if (t.cpu_sparse_tiles < 0)
             t.cpu_sparse_tiles = 1;
-        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_CPU -DROWS_PER_ITEM=%d -DKEY_TILE=%d -DSPARSE_TILES=%d", sparse,
-                 t.cpu_rows_per_item, key_tile, t.cpu_sparse_tiles);
+        clsa_define(&d, "KERNEL_STYLE_CPU", 1);
+        clsa_define(&d, "ROWS_PER_ITEM", t.cpu_rows_per_item);
+        clsa_define(&d, "KEY_TILE", key_tile);
+        clsa_define(&d, "SPARSE_TILES", t.cpu_sparse_tiles);
     } else {
         const int key_tile = shape->head_dim > 128 ? 16 : t.gpu_key_tile;
         size_t local_bytes = 2 * (size_t)key_tile * (size_t)shape->head_dim * sizeof(float);
@@ -112,16 +115,16 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
                              (unsigned long long)ctx->caps.local_mem_size, ctx->caps.max_work_group_size);
         out->rows_per_group = (size_t)t.gpu_group_size;
         out->local_size = (size_t)t.gpu_group_size;
-        snprintf(extra, sizeof extra, "%s -DKERNEL_STYLE_GPU -DGROUP_SIZE=%d -DKEY_TILE=%d", sparse,
-                 t.gpu_group_size, key_tile);
+        clsa_define(&d, "KERNEL_STYLE_GPU", 1);
+        clsa_define(&d, "GROUP_SIZE", t.gpu_group_size);
+        clsa_define(&d, "KEY_TILE", key_tile);
     }
     /* Half-precision Q.K products (a plan option, clsa_shape.qk_half) need cl_khr_fp16. */
     const unsigned features = shape->qk_half ? CLSA_FEATURE_FP16 : 0;
-    size_t used = strlen(extra);
-    snprintf(extra + used, sizeof extra - used, " -DQK_HALF=%d", shape->qk_half ? 1 : 0);
+    clsa_define(&d, "QK_HALF", shape->qk_half ? 1 : 0);
     const char *const names[1] = {"attention"};
     cl_kernel *const kernels[1] = {&out->kernel};
-    clsa_status st = clsa_stage_kernels(ctx, "attention", clsa_cl_attention, shape, features, extra, names, kernels, 1);
+    clsa_status st = clsa_stage_kernels(ctx, "attention", clsa_cl_attention, shape, features, &d, names, kernels, 1);
     return st ? st : clsa_kernel_fits(ctx, out->kernel, "attention", out->local_size);
 }
 

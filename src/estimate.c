@@ -22,19 +22,22 @@ clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const
         features |= CLSA_FEATURE_INT_DOT;
     if (out->gpu && (t->subgroups == 1 || (t->subgroups < 0 && c->has_subgroups)))
         features |= CLSA_FEATURE_SUBGROUPS;
-    char extra[160];
-    snprintf(extra, sizeof extra, "-DBLOCK_Q=%d -DBLOCK_K=%d -DEST_ROWS=%d -DEXACT=%d -DESTIMATE_GPU=%d", sp->block_q,
-             sp->block_k, est_rows, sp->method == CLSA_METHOD_SALE_EXACT ? 1 : 0, out->gpu ? 1 : 0);
+    clsa_defines d = {0};
+    clsa_define(&d, "BLOCK_Q", sp->block_q);
+    clsa_define(&d, "BLOCK_K", sp->block_k);
+    clsa_define(&d, "EST_ROWS", est_rows);
+    clsa_define(&d, "EXACT", sp->method == CLSA_METHOD_SALE_EXACT ? 1 : 0);
+    clsa_define(&d, "ESTIMATE_GPU", out->gpu ? 1 : 0);
     if (!out->gpu) {
         const char *const names[2] = {"row_threshold", "estimate_mask"};
         cl_kernel *const kernels[2] = {&out->row_threshold, &out->estimate_mask};
-        clsa_status st = clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, features, extra, names, kernels, 2);
+        clsa_status st = clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, features, &d, names, kernels, 2);
         return st ? st : clsa_kernel_fits(ctx, out->estimate_mask, "estimate_mask", CLSA_PRIVATE_LOCAL);
     }
     const char *const names[4] = {"row_threshold", "reference_thresholds", "estimate_blocks", "compact_mask"};
     cl_kernel *const kernels[4] = {&out->row_threshold, &out->reference_thresholds, &out->estimate_blocks,
                                    &out->compact_mask};
-    clsa_status st = clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, features, extra, names, kernels, 4);
+    clsa_status st = clsa_stage_kernels(ctx, "estimate", clsa_cl_estimate, shape, features, &d, names, kernels, 4);
     return st ? st : clsa_kernel_fits(ctx, out->estimate_blocks, "estimate_blocks", (size_t)sp->block_k);
 }
 

@@ -85,13 +85,21 @@ const char *clsa_device_isa(const clsa_device_info *caps);
 /* Device features a kernel variant uses; clsa_build_options turns each into -DUSE_...=0|1 and
    refuses (CLSA_ERR_DEVICE_UNSUPPORTED) one the device lacks. */
 enum { CLSA_FEATURE_FP16 = 1, CLSA_FEATURE_SUBGROUPS = 2, CLSA_FEATURE_INT_DOT = 4 };
-/* The build options of one stage: the shared ones (dtype, head_dim, quantization group), the
-   features, then the stage's own `extra` -D parameters. */
+/* A stage's own compile-time parameters (from its shape, settings and tuning), as CLBlast passes
+   its kernel parameters: name = value pairs that clsa_build_options writes as -Dname=value. */
+#define CLSA_DEFINES_MAX 16
+typedef struct clsa_defines {
+    int count;
+    struct { const char *name; int value; } items[CLSA_DEFINES_MAX];
+} clsa_defines;
+void clsa_define(clsa_defines *d, const char *name, int value);
+/* The build options of one stage, the one place they are written: the shared ones (dtype,
+   head_dim, quantization group), the features, then the stage's parameters (NULL: none). */
 clsa_status clsa_build_options(clsa_context *ctx, char *buf, size_t size, const clsa_shape *shape, unsigned features,
-                               const char *extra);
+                               const clsa_defines *defines);
 /* Builds (or reuses) the program of one stage for a shape and creates its `count` kernels by name. */
 clsa_status clsa_stage_kernels(clsa_context *ctx, const char *source_name, const char *source, const clsa_shape *shape,
-                               unsigned features, const char *extra, const char *const *names,
+                               unsigned features, const clsa_defines *defines, const char *const *names,
                                cl_kernel *const *kernels, int count);
 /* Private memory one work-group may hold (bytes) before a variant is refused. */
 #define CLSA_PRIVATE_BUDGET (8 << 20)

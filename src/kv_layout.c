@@ -24,7 +24,7 @@ clsa_status clsa_kv_layout_init(clsa_context *ctx, const clsa_shape *shape, clsa
 {
     const char *const names[1] = {"kv_layout"};
     cl_kernel *const kernels[1] = {&out->kernel};
-    return clsa_stage_kernels(ctx, "kv_layout", clsa_cl_kv_layout, shape, 0, "", names, kernels, 1);
+    return clsa_stage_kernels(ctx, "kv_layout", clsa_cl_kv_layout, shape, 0, NULL, names, kernels, 1);
 }
 
 /* The workspace is passed whole with element offsets rather than as sub-buffers, which would

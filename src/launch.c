@@ -9,9 +9,22 @@
 #include <stdio.h>
 #include <string.h>
 
-clsa_status clsa_build_options(clsa_context *ctx, char *buf, size_t size, const clsa_shape *shape, unsigned features,
-                               const char *extra)
+void clsa_define(clsa_defines *d, const char *name, int value)
 {
+    /* The stages add at most a dozen; more is a programming error, caught by the tests. */
+    if (d->count < CLSA_DEFINES_MAX) {
+        d->items[d->count].name = name;
+        d->items[d->count].value = value;
+    }
+    d->count++;
+}
+
+clsa_status clsa_build_options(clsa_context *ctx, char *buf, size_t size, const clsa_shape *shape, unsigned features,
+                               const clsa_defines *defines)
+{
+    if (defines && defines->count > CLSA_DEFINES_MAX)
+        return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "%d kernel parameters, more than the %d a build takes",
+                         defines->count, CLSA_DEFINES_MAX);
     const clsa_device_info *c = &ctx->caps;
     const struct { unsigned bit; bool present; const char *define, *what; } wanted[] = {
         {CLSA_FEATURE_FP16, c->has_fp16, "USE_FP16", "half arithmetic (cl_khr_fp16)"},
@@ -33,19 +46,21 @@ clsa_status clsa_build_options(clsa_context *ctx, char *buf, size_t size, const 
        runtime declares the integer dot products for OpenCL C 3.0 alone). */
     int major = 1, minor = 2;
     const bool later = features && sscanf(c->c_version, "OpenCL C %d.%d", &major, &minor) == 2 && major >= 3;
-    int n = snprintf(buf, size, "-cl-std=%s -DCLSA_DTYPE=%d -DHEAD_DIM=%lld -DQUANT_GROUP=%d%s %s", later ? "CL3.0" : "CL1.2", (int)shape->dtype,
-                     (long long)shape->head_dim, CLSA_QUANT_GROUP, flags, extra ? extra : "");
+    int n = snprintf(buf, size, "-cl-std=%s -DCLSA_DTYPE=%d -DHEAD_DIM=%lld -DQUANT_GROUP=%d%s",
+                     later ? "CL3.0" : "CL1.2", (int)shape->dtype, (long long)shape->head_dim, CLSA_QUANT_GROUP, flags);
+    for (int i = 0; defines && i < defines->count && n >= 0 && (size_t)n < size; ++i)
+        n += snprintf(buf + n, size - (size_t)n, " -D%s=%d", defines->items[i].name, defines->items[i].value);
     if (n < 0 || (size_t)n >= size)
         return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "the build options do not fit in %zu bytes", size);
     return CLSA_SUCCESS;
 }
 
 clsa_status clsa_stage_kernels(clsa_context *ctx, const char *source_name, const char *source, const clsa_shape *shape,
-                               unsigned features, const char *extra, const char *const *names,
+                               unsigned features, const clsa_defines *defines, const char *const *names,
                                cl_kernel *const *kernels, int count)
 {
     char options[768];
-    clsa_status st = clsa_build_options(ctx, options, sizeof options, shape, features, extra);
+    clsa_status st = clsa_build_options(ctx, options, sizeof options, shape, features, defines);
     cl_program program;
     if (!st)
         st = clsa_program_get(ctx, source_name, source, options, &program);

@@ -15,11 +15,12 @@ clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_
     out->mean_group = gpu ? group : 0;
     const unsigned features = gpu && (t->subgroups == 1 || (t->subgroups < 0 && ctx->caps.has_subgroups))
                                   ? CLSA_FEATURE_SUBGROUPS : 0;
-    char extra[64];
-    snprintf(extra, sizeof extra, "-DQUANTIZE_GPU=%d -DMEAN_GROUP=%zu", gpu ? 1 : 0, group);
+    clsa_defines d = {0};
+    clsa_define(&d, "QUANTIZE_GPU", gpu ? 1 : 0);
+    clsa_define(&d, "MEAN_GROUP", (int)group);
     const char *const names[4] = {"token_mean", "quantize_q", "quantize_k", "pair_key_codes"};
     cl_kernel *const kernels[4] = {&out->token_mean, &out->quantize_q, &out->quantize_k, &out->pair_key_codes};
-    clsa_status st = clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, features, extra, names, kernels, 4);
+    clsa_status st = clsa_stage_kernels(ctx, "quantize", clsa_cl_quantize, shape, features, &d, names, kernels, 4);
     return st || !gpu ? st : clsa_kernel_fits(ctx, out->token_mean, "token_mean", group);
 }
 

@@ -41,7 +41,9 @@ static void setup(void)
     if (clsa_context_create_default(&opt, &ctx) != CLSA_SUCCESS)
         abort();
     const clsa_shape shape = clsa_shape_make(1, 1, 1, 16, 16, 16, CLSA_F32, 1);
-    if (clsa_build_options(ctx, options, sizeof options, &shape, 0, "-DCLSA_FUZZ=1") != CLSA_SUCCESS)
+    clsa_defines fuzz = {0};
+    clsa_define(&fuzz, "CLSA_FUZZ", 1);
+    if (clsa_build_options(ctx, options, sizeof options, &shape, 0, &fuzz) != CLSA_SUCCESS)
         abort();
     cl_program p = NULL;
     if (clsa_program_get(ctx, "fuzz", stage_source, options, &p) != CLSA_SUCCESS)
