@@ -12,10 +12,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct tuning_row {
     const char *vendor, *version, *name; /* case-insensitive substrings; NULL matches any */
@@ -201,7 +204,7 @@ static bool row_matches(const clsa_device_info *caps, const tuning_row *r)
  * `source` line where its values come from, and every other line is a parameter in CLSA_TUNE's
  * grammar. Rows are tried in file order.
  */
-enum { FILE_ROWS_MAX = 64, FILE_LINE_MAX = 1024 };
+enum { FILE_ROWS_MAX = 64, FILE_LINE_MAX = 1024, FILE_BYTES_MAX = 1 << 20 };
 typedef struct file_row {
     char match[5][256];
     char source[256];
@@ -236,9 +239,22 @@ static clsa_status read_file_row(clsa_context *ctx, const char *path, file_row *
 {
     static const char *const match_keys[5] = {"match.vendor", "match.version", "match.name", "match.type", "match.isa"};
     *found = false;
-    FILE *f = fopen(path, "r");
-    if (!f)
+    /* A regular file only: a FIFO would block context creation (O_NONBLOCK keeps the open itself
+       from waiting), and a directory or device is no tuning file. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat info;
+    if (fd < 0)
         return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "tuning file %s: %s", path, strerror(errno));
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode) || info.st_size > FILE_BYTES_MAX) {
+        close(fd);
+        return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "tuning file %s: not a regular file of at most %d bytes", path,
+                         FILE_BYTES_MAX);
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return clsa_fail(ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "tuning file %s: %s", path, strerror(errno));
+    }
     char line[FILE_LINE_MAX];
     int number = 0, rows = 0;
     bool in_row = false;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char *write_file(const char *text)
@@ -102,6 +103,17 @@ static void test_bad_files(void **state)
     }
     assert_int_equal(make("/nonexistent/clsa-tuning", NULL, &ctx), CLSA_ERR_INVALID_OPTION);
     assert_null(ctx);
+    /* A directory and a FIFO (which must not block context creation) are refused. */
+    assert_int_equal(make("/tmp", NULL, &ctx), CLSA_ERR_INVALID_OPTION);
+    char fifo[] = "/tmp/clsa-tuning-fifo-XXXXXX";
+    assert_non_null(mkdtemp(fifo));
+    char fifo_path[64];
+    snprintf(fifo_path, sizeof fifo_path, "%s/f", fifo);
+    assert_int_equal(mkfifo(fifo_path, 0600), 0);
+    assert_int_equal(make(fifo_path, NULL, &ctx), CLSA_ERR_INVALID_OPTION);
+    assert_null(ctx);
+    unlink(fifo_path);
+    rmdir(fifo);
 }
 
 /* Forcing a feature the device lacks is an error; where it has it, the context accepts it. */

@@ -84,8 +84,8 @@
  *   case-insensitive), match.type (cpu, gpu, accelerator or any) and match.isa (avx512, avx2,
  *   other or any) lines select devices (an absent line matches any), its "source" line says where
  *   the values come from, and its other lines are tuning keys. The first matching row applies.
- *   A file that cannot be read, or holds a bad line, fails context creation with
- *   CLSA_ERR_INVALID_OPTION naming the line.
+ *   A file that cannot be read, is no regular file (a FIFO is not waited on) or is above 1 MiB, or
+ *   that holds a bad line, fails context creation with CLSA_ERR_INVALID_OPTION naming the line.
  */
 #ifndef CLSA_CLSA_H
 #define CLSA_CLSA_H
