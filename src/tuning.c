@@ -255,15 +255,22 @@ static clsa_status read_file_row(clsa_context *ctx, const char *path, file_row *
         close(fd);
         return clsa_fail(ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "tuning file %s: %s", path, strerror(errno));
     }
-    char line[FILE_LINE_MAX];
+    char line[FILE_LINE_MAX + 1]; /* a line of FILE_LINE_MAX - 1 bytes, its newline and the NUL */
     int number = 0, rows = 0;
+    long read_bytes = 0;
     bool in_row = false;
     clsa_status st = CLSA_SUCCESS;
     file_row current;
     while (!st && !*found && fgets(line, sizeof line, f)) {
         ++number;
-        if (!strchr(line, '\n') && !feof(f)) {
+        const size_t length = strlen(line);
+        read_bytes += (long)length;
+        if (length >= FILE_LINE_MAX && line[length - 1] != '\n') {
             st = file_error(ctx, path, number, "line longer than 1023 bytes");
+            break;
+        }
+        if (read_bytes > FILE_BYTES_MAX) { /* a file that grew after it was opened */
+            st = file_error(ctx, path, number, "more than 1 MiB");
             break;
         }
         char *hash = strchr(line, '#');
@@ -299,6 +306,13 @@ static clsa_status read_file_row(clsa_context *ctx, const char *path, file_row *
         *eq = '\0';
         char *key = trim(text), *value = trim(eq + 1);
         bool done = false;
+        static const char *const types = " cpu gpu accelerator any ", *const isas = " avx512 avx2 other any ";
+        char word[FILE_LINE_MAX + 3];
+        snprintf(word, sizeof word, " %s ", value);
+        if ((strcmp(key, "match.type") == 0 && !strstr(types, word)) || (strcmp(key, "match.isa") == 0 && !strstr(isas, word))) {
+            st = file_error(ctx, path, number, "match.type takes cpu, gpu, accelerator or any; match.isa avx512, avx2, other or any");
+            break;
+        }
         for (int i = 0; i < 5 && !done; ++i)
             if (strcmp(key, match_keys[i]) == 0) {
                 snprintf(current.match[i], sizeof current.match[i], "%s", value);

@@ -92,6 +92,8 @@ static void test_bad_files(void **state)
         {"[device]\nmatch.type = any\nwarp_size = 32\n", "line 3"},
         {"[device]\njust words\n", "line 2"},
         {"[device]\nestimate = tpu\n", "line 2"},
+        {"[device]\nmatch.type = GPU\n", "line 2"},
+        {"[device]\nmatch.isa = sse\n", "line 2"},
     };
     clsa_context *ctx = NULL;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {

@@ -71,6 +71,7 @@
  *     gpu_group                       GPU attention rows (work-items) per work-group: 16-256
  *     gpu_tile                        GPU attention keys per local-memory tile: 16-32
  *     mean_group                      GPU quantizer work-items per token-mean reduction: 16-1024
+ *                                     (halved until the device's work-group limit allows it)
  *     int_dot                         GPU estimator with packed 4x8-bit integer dot products: 0 | 1
  *     subgroups                       GPU kernels reduce with sub-group functions: 0 | 1
  *   Sizes are powers of two. A variant or feature the device lacks is never chosen on auto;
