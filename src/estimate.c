@@ -18,9 +18,9 @@ clsa_status clsa_estimate_init(clsa_context *ctx, const clsa_shape *shape, const
        runs the CPU variant's kernel. */
     out->gpu = sp->method == CLSA_METHOD_SALE && clsa_tuned_variant(ctx, t->estimate) == CLSA_STYLE_GPU;
     unsigned features = 0;
-    if (out->gpu && (t->int_dot == 1 || (t->int_dot < 0 && (c->integer_dot_product & CLSA_INT_DOT_4X8_PACKED))))
+    if (out->gpu && clsa_tuned_on(t->int_dot, (c->integer_dot_product & CLSA_INT_DOT_4X8_PACKED) != 0))
         features |= CLSA_FEATURE_INT_DOT;
-    if (out->gpu && (t->subgroups == 1 || (t->subgroups < 0 && c->has_subgroups)))
+    if (out->gpu && clsa_tuned_on(t->subgroups, c->has_subgroups != 0))
         features |= CLSA_FEATURE_SUBGROUPS;
     clsa_defines d = {0};
     clsa_define(&d, "BLOCK_Q", sp->block_q);

@@ -76,6 +76,9 @@ clsa_status clsa_tuning_apply(clsa_context *ctx, clsa_tuning *t, const char *lis
 clsa_status clsa_tuning_resolve(clsa_context *ctx, const clsa_context_options *options);
 /* "key=value,..." of every key, auto where unset; returns the length snprintf would. */
 int clsa_tuning_format(const clsa_tuning *t, char *buf, size_t size);
+/* Whether an on/off key (-1: auto) turns a feature on: forced on, or auto where the device has it
+   (forcing a missing feature already failed context creation). */
+bool clsa_tuned_on(int flag, bool present);
 /* A tuned variant (0: auto) as the style it runs: auto is the context's style. */
 clsa_kernel_style clsa_tuned_variant(const clsa_context *ctx, int variant);
 /* "avx512", "avx2" or "other" for a CPU device, by its native float vector width; "" otherwise. */

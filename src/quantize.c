@@ -13,8 +13,7 @@ clsa_status clsa_quantize_init(clsa_context *ctx, const clsa_shape *shape, clsa_
     while (group > 16 && group > ctx->caps.max_work_group_size)
         group /= 2;
     out->mean_group = gpu ? group : 0;
-    const unsigned features = gpu && (t->subgroups == 1 || (t->subgroups < 0 && ctx->caps.has_subgroups))
-                                  ? CLSA_FEATURE_SUBGROUPS : 0;
+    const unsigned features = gpu && clsa_tuned_on(t->subgroups, ctx->caps.has_subgroups != 0) ? CLSA_FEATURE_SUBGROUPS : 0;
     clsa_defines d = {0};
     clsa_define(&d, "QUANTIZE_GPU", gpu ? 1 : 0);
     clsa_define(&d, "MEAN_GROUP", (int)group);

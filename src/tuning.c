@@ -63,22 +63,21 @@ typedef struct tuning_key {
     size_t offset;
     enum key_kind kind;
     int lo, hi;
-    const char *meaning;
 } tuning_key;
 #define FIELD(f) offsetof(clsa_tuning, f)
 static const tuning_key keys[] = {
-    {"attention", FIELD(attention), KEY_VARIANT, 0, 0, "attention kernel variant: cpu or gpu"},
-    {"estimate", FIELD(estimate), KEY_VARIANT, 0, 0, "estimator variant: cpu or gpu"},
-    {"quantize", FIELD(quantize), KEY_VARIANT, 0, 0, "quantizer variant: cpu or gpu"},
-    {"cpu_dense_rows", FIELD(cpu_dense_rows), KEY_POW2, 1, 16, "query rows per work-item, dense CPU attention"},
-    {"cpu_sparse_rows", FIELD(cpu_sparse_rows), KEY_POW2, 1, 16, "query rows per work-item, sparse CPU attention"},
-    {"cpu_local", FIELD(cpu_local), KEY_POW2, 1, 256, "CPU attention local size (auto: by shape)"},
-    {"cpu_sparse_tiles", FIELD(cpu_sparse_tiles), KEY_FLAG, 0, 1, "sparse CPU attention reads kept blocks in cache tiles"},
-    {"gpu_group", FIELD(gpu_group), KEY_POW2, 16, 256, "GPU attention rows (work-items) per work-group"},
-    {"gpu_tile", FIELD(gpu_tile), KEY_POW2, 16, 32, "GPU attention keys per local-memory tile"},
-    {"mean_group", FIELD(mean_group), KEY_POW2, 16, 1024, "GPU quantizer: work-items per token-mean reduction"},
-    {"int_dot", FIELD(int_dot), KEY_FLAG, 0, 1, "GPU estimator: packed 4x8-bit integer dot products"},
-    {"subgroups", FIELD(subgroups), KEY_FLAG, 0, 1, "GPU kernels: sub-group reductions"},
+    {"attention", FIELD(attention), KEY_VARIANT, 0, 0},
+    {"estimate", FIELD(estimate), KEY_VARIANT, 0, 0},
+    {"quantize", FIELD(quantize), KEY_VARIANT, 0, 0},
+    {"cpu_dense_rows", FIELD(cpu_dense_rows), KEY_POW2, 1, 16},
+    {"cpu_sparse_rows", FIELD(cpu_sparse_rows), KEY_POW2, 1, 16},
+    {"cpu_local", FIELD(cpu_local), KEY_POW2, 1, 256},
+    {"cpu_sparse_tiles", FIELD(cpu_sparse_tiles), KEY_FLAG, 0, 1},
+    {"gpu_group", FIELD(gpu_group), KEY_POW2, 16, 256},
+    {"gpu_tile", FIELD(gpu_tile), KEY_POW2, 16, 32},
+    {"mean_group", FIELD(mean_group), KEY_POW2, 16, 1024},
+    {"int_dot", FIELD(int_dot), KEY_FLAG, 0, 1},
+    {"subgroups", FIELD(subgroups), KEY_FLAG, 0, 1},
 };
 
 static int *field_of(clsa_tuning *t, const tuning_key *k) { return (int *)((char *)t + k->offset); }
@@ -150,12 +149,20 @@ clsa_status clsa_tuning_apply(clsa_context *ctx, clsa_tuning *t, const char *lis
     for (const char *p = list; p && *p;) {
         size_t len = strcspn(p, ",");
         bool blank = strspn(p, " \t") >= len;
-        if (!blank && !apply_pair(&copy, p, len))
-            return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION,
-                             "%s: cannot use \"%.*s\" (keys: attention, estimate, quantize = cpu|gpu|auto; "
-                             "cpu_dense_rows, cpu_sparse_rows 1-16, cpu_local 1-256, gpu_group 16-256, gpu_tile 16-32, "
-                             "mean_group 16-1024, powers of two or auto; cpu_sparse_tiles, int_dot, subgroups = 0|1|auto)",
-                             where, (int)len, p);
+        if (!blank && !apply_pair(&copy, p, len)) {
+            /* The keys and their values, from the table itself. */
+            char known[1024] = "";
+            for (size_t i = 0, used = 0; i < sizeof keys / sizeof keys[0] && used < sizeof known; ++i) {
+                const tuning_key *k = &keys[i];
+                int n = k->kind == KEY_VARIANT ? snprintf(known + used, sizeof known - used, "%s%s=cpu|gpu", i ? ", " : "", k->name)
+                        : k->kind == KEY_FLAG  ? snprintf(known + used, sizeof known - used, "%s%s=0|1", i ? ", " : "", k->name)
+                                               : snprintf(known + used, sizeof known - used, "%s%s=%d..%d (a power of two)",
+                                                          i ? ", " : "", k->name, k->lo, k->hi);
+                used += n > 0 ? (size_t)n : 0;
+            }
+            return clsa_fail(ctx, CLSA_ERR_INVALID_OPTION, "%s: cannot use \"%.*s\" (keys, each also =auto: %s)", where,
+                             (int)len, p, known);
+        }
         p += len;
         if (*p == ',')
             ++p;
@@ -407,6 +414,8 @@ clsa_status clsa_tuning_resolve(clsa_context *ctx, const clsa_context_options *o
                          c->name);
     return CLSA_SUCCESS;
 }
+
+bool clsa_tuned_on(int flag, bool present) { return flag == 1 || (flag < 0 && present); }
 
 clsa_kernel_style clsa_tuned_variant(const clsa_context *ctx, int variant)
 {
