@@ -17,6 +17,37 @@ void clsa_sparsity_init(clsa_sparsity *s, clsa_method method)
     s->block_q = 64;
     s->block_k = 32;
     s->refine_nats = 0.5f;
+    s->keep_forced = 1;
+    s->window_tokens = 1024;
+    s->topk = 0.5f;
+    s->cdf_gamma = 0.9f;
+    s->xattn_threshold = 0.9f;
+    s->xattn_stride = 8;
+}
+
+static const char *const method_names[] = {
+    [CLSA_METHOD_DENSE] = "dense",     [CLSA_METHOD_SALE] = "sale",       [CLSA_METHOD_MASK] = "mask",
+    [CLSA_METHOD_SALE_EXACT] = "sale-exact", [CLSA_METHOD_STREAMING] = "streaming",
+    [CLSA_METHOD_SLIDING] = "sliding", [CLSA_METHOD_TOPK] = "topk",       [CLSA_METHOD_CDF] = "cdf",
+    [CLSA_METHOD_XATTN] = "xattn",     [CLSA_METHOD_PER_HEAD] = "per-head",
+};
+#define METHOD_COUNT ((int)(sizeof method_names / sizeof method_names[0]))
+
+const char *clsa_method_name(clsa_method method)
+{
+    return (int)method >= 0 && (int)method < METHOD_COUNT ? method_names[method] : NULL;
+}
+
+clsa_status clsa_method_from_name(const char *name, clsa_method *out)
+{
+    if (!name || !out)
+        return CLSA_ERR_NULL_ARGUMENT;
+    for (int m = 0; m < METHOD_COUNT; ++m)
+        if (strcmp(name, method_names[m]) == 0) {
+            *out = (clsa_method)m;
+            return CLSA_SUCCESS;
+        }
+    return CLSA_ERR_INVALID_METHOD;
 }
 
 static bool is_sparse(const clsa_plan *plan) { return plan->sparsity.method != CLSA_METHOD_DENSE; }

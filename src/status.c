@@ -44,6 +44,7 @@ const char *clsa_status_string(clsa_status status)
         NAME(CLSA_ERR_INVALID_REFINE)
         NAME(CLSA_ERR_INVALID_PRECISION)
         NAME(CLSA_ERR_INVALID_MASK_COUNT)
+        NAME(CLSA_ERR_INVALID_SELECTOR)
         /* OpenCL 1.2 codes, passed through. */
         NAME(CL_DEVICE_NOT_FOUND)
         NAME(CL_DEVICE_NOT_AVAILABLE)

@@ -161,6 +161,7 @@ typedef enum clsa_status {
     CLSA_ERR_INVALID_MASK_COUNT = -2024,   /**< a block-mask count is negative or above the key blocks */
     CLSA_ERR_INVALID_REFINE = -2025,       /**< clsa_sparsity.refine_nats is negative, above 16, or NaN */
     CLSA_ERR_INVALID_PRECISION = -2026,    /**< clsa_shape.qk_half with f32 storage */
+    CLSA_ERR_INVALID_SELECTOR = -2030,     /**< a block selector's setting is out of range (window, topk, ...) */
 } clsa_status;
 
 /** A short constant name for any status, clsa's or OpenCL's ("CLSA_ERR_HEAD_RATIO", "CL_INVALID_VALUE"). */
@@ -380,7 +381,23 @@ typedef enum clsa_method {
      * rule (the "oracle" of clsa-bench). As costly as dense attention; for evaluation only.
      */
     CLSA_METHOD_SALE_EXACT = 3,
+    /* The other block selectors (DESIGN.md section 5; rules in clsa_sparsity below). */
+    CLSA_METHOD_STREAMING = 4, /**< static sink + local window (StreamingLLM, DuoAttention's streaming heads) */
+    CLSA_METHOD_SLIDING = 5,   /**< a sliding window of window_tokens keys, causal or symmetric */
+    CLSA_METHOD_TOPK = 6,      /**< mean-pooled block scores, the top topk fraction of each row's blocks */
+    CLSA_METHOD_CDF = 7,       /**< mean-pooled block scores, blocks until their mass reaches cdf_gamma */
+    CLSA_METHOD_XATTN = 8,     /**< XAttention's strided antidiagonal scores with a cumulative threshold */
+    /** Each query head has its own settings and method: clsa_sparsity.per_head. */
+    CLSA_METHOD_PER_HEAD = 9,
 } clsa_method;
+
+/** The method's name in the tools ("dense", "sale", "mask", "sale-exact", "streaming", "sliding",
+    "topk", "cdf", "xattn", "per-head"), or NULL for a value that is not a clsa_method. */
+CLSA_API const char *clsa_method_name(clsa_method method);
+
+/** The method with that name (as clsa_method_name spells it); CLSA_ERR_INVALID_METHOD for any
+    other name, CLSA_ERR_NULL_ARGUMENT for NULL. */
+CLSA_API clsa_status clsa_method_from_name(const char *name, clsa_method *out);
 
 /**
  * Sparsity settings of a plan. Fill with clsa_sparsity_init, then change what you need.
@@ -437,10 +454,67 @@ typedef struct clsa_sparsity {
     int32_t block_k;      /**< keys per mask block, power of two 16..128 (default 32) */
     /** SALE: the exact second look's margin in nats (rule 5), 0 (off) to 16; default 0.5. */
     float refine_nats;
+
+    /* The other selectors. A block is visible to a query block when some row of it can see some
+       key of it (every block when not causal). Each selector keeps only visible blocks, and writes
+       the common mask format; rows of a query block share its kept key blocks. */
+
+    /**
+     * Non-zero (default 1): STREAMING, SLIDING, TOPK, CDF and XATTN also keep the blocks that
+     * SALE forces: blocks holding a sink key (the first sink_tokens keys), a local key (the
+     * local_tokens keys ending at a row's diagonal key i + Lk - Lq when causal, centred on it
+     * when not) or the diagonal key of any row of the query block. 0: only the selector's own
+     * rule (STREAMING's rule is that set, so it ignores this; SALE always forces them).
+     */
+    int32_t keep_forced;
+    /**
+     * SLIDING: a row's window. Causal form (window_symmetric 0): the window_tokens keys ending
+     * at its diagonal key d, [d - window_tokens + 1, d]. Symmetric form (1): every key within
+     * window_tokens of d on either side, [d - window_tokens, d + window_tokens] (causal plans
+     * still see only keys <= d). window_tokens from 1 to 2^30; default 1024.
+     */
+    int32_t window_tokens;
+    int32_t window_symmetric;
+    /**
+     * TOPK and CDF (SpargeAttn, FlexPrefill): each query block's rows and each key block's keys
+     * are mean-pooled (over rows and keys inside the tensors), the pooled scores
+     * scale * mean_q . mean_k of a query block's visible key blocks are softmaxed, and
+     *   TOPK keeps the ceil(topk * n) highest-scoring of its n visible blocks (topk in (0, 1],
+     *        default 0.5, SpargeAttn's); blocks tied with the last one kept are kept too;
+     *   CDF  keeps blocks in descending order of score until their probabilities sum to at least
+     *        cdf_gamma (in (0, 1], default 0.9, FlexPrefill's; SpargeAttn uses 0.98): the block
+     *        that crosses gamma is kept, and so are blocks tied with it.
+     * A query block whose pooled scores are not all finite keeps every visible block.
+     */
+    float topk;
+    float cdf_gamma;
+    /**
+     * XATTN (XAttention, arXiv 2503.16428): with stride S = xattn_stride (a power of two from 1
+     * to min(block_q, block_k); default 8), query group a (rows S*a .. S*a+S-1) and key group b
+     * (keys S*b .. S*b+S-1) score x(a, b) = scale * sum_r q[S*a + S-1-r] . k[S*b + r] over the
+     * antidiagonal r = 0..S-1, counting only terms whose key the row can see (and rows and keys
+     * inside the tensors). Each group's scores are softmaxed over the groups b with a term; a
+     * block's score is the sum of its groups' probabilities divided by the number of its query
+     * groups that see any key, and the query block keeps blocks in descending order of score
+     * until their sum reaches xattn_threshold (in (0, 1], default 0.9; the paper uses 0.8-0.9),
+     * the crossing block and ties included. Non-finite scores keep every visible block.
+     */
+    float xattn_threshold;
+    int32_t xattn_stride;
+    /**
+     * CLSA_METHOD_PER_HEAD: q_heads settings, one per query head, each with its own method
+     * (DENSE, SALE, STREAMING, SLIDING, TOPK, CDF or XATTN) and that method's settings, so that a
+     * plan may run some heads dense, some streaming and some SALE (DuoAttention's split). Every
+     * entry's block_q and block_k must equal this struct's; their per_head and tau_per_head must
+     * be NULL; SALE heads share this struct's refine_nats. Copied at plan creation. NULL for
+     * every other method.
+     */
+    const struct clsa_sparsity *per_head;
 } clsa_sparsity;
 
 /** Defaults: the given method, tau 0.004, sink 32, local 256, blocks 64 x 32 (SALE's), and the
-    exact second look at blocks within 0.5 nats of the threshold. */
+    exact second look at blocks within 0.5 nats of the threshold; keep_forced 1, window 1024
+    (causal form), topk 0.5, cdf_gamma 0.9, xattn_threshold 0.9 and xattn_stride 8. */
 CLSA_API void clsa_sparsity_init(clsa_sparsity *sparsity, clsa_method method);
 
 /* ------------------------------------------------------------------------------------------ */
