@@ -56,6 +56,32 @@ static inline int last_visible_key(int row, int q_len, int kv_len, int causal)
     return causal ? min(row + kv_len - q_len, kv_len - 1) : kv_len - 1;
 }
 
+/* The local keys of a row end at its diagonal key d = i + kv_len - q_len when causal, and are
+   centred on it otherwise: [d - local/2, d + local - local/2 - 1]. */
+static inline int local_first(int diag, int local_keys, int causal)
+{
+    return causal ? diag - local_keys + 1 : diag - local_keys / 2;
+}
+static inline int local_last(int diag, int local_keys, int causal)
+{
+    return causal ? diag : diag + local_keys - local_keys / 2 - 1;
+}
+
+#ifdef BLOCK_Q
+/* The keys the rows of query block qb see and must keep: the last visible key (-1: none) and the
+   forced range [forced_first, forced_last] of every row's local keys and diagonal key (even when
+   local_keys is 0). */
+static inline void query_block_keys(int qb, int q_len, int kv_len, int causal, int local_keys, int *last_visible,
+                                    int *forced_first, int *forced_last)
+{
+    const int row_first = qb * BLOCK_Q, row_last = min(row_first + BLOCK_Q, q_len) - 1;
+    const int diag_first = row_first + kv_len - q_len, diag_last = row_last + kv_len - q_len;
+    *last_visible = causal ? min(diag_last, kv_len - 1) : kv_len - 1;
+    *forced_first = max(min(local_first(diag_first, local_keys, causal), diag_first), 0);
+    *forced_last = min(max(local_last(diag_last, local_keys, causal), diag_last), *last_visible);
+}
+#endif
+
 /* Horizontal max lane by lane (fmax: NaN lanes are ignored). The shorter tree over .lo/.hi halves
    is what one would write, but oclgrind 21.10's --uninitialized mis-tracks shuffles of 16-wide
    vectors (false reports on the halves, and a crash in its plugin on a sum). */
@@ -202,3 +228,133 @@ static inline float add_floats(float a, float b) { return a + b; }
 #endif
 GROUP_REDUCE(group_max, fmax, sub_group_reduce_max)
 GROUP_REDUCE(group_sum, add_floats, sub_group_reduce_add)
+
+#ifdef METHOD_DENSE
+/* ---- Block selectors (cl/select_*.cl; host side src/select.c) ----
+ * One work-item per mask row (query block qb = global id 0, batch x query head = global id 1); it
+ * returns at once for a head of another method, so that selectors of different heads share a mask.
+ * Per-head settings: HEAD_SETTINGS ints per query head, in the order of src/internal.h's CLSA_HS_*. */
+#define HEAD_SETTINGS 8
+#define HS_METHOD 0
+#define HS_SINK 1
+#define HS_LOCAL 2
+#define HS_FORCED 3
+#define HS_WINDOW 4
+#define HS_SYMMETRIC 5
+#define HS_STRIDE 6
+#define HS_FRACTION 7 /* as_int of the f32 topk, cdf_gamma or xattn_threshold */
+
+#define SELECT_ARGS                                                                                \
+    int q_heads, int group, int q_len, int kv_len, int causal, int num_q_blocks, int num_key_blocks, \
+        float scale_log2e, __global const int *head_settings, __global int *mask_counts, long counts_at, \
+        __global int *mask_indices, long indices_at, __global const STORAGE *q, long q_sb, long q_sh, \
+        long q_st, __global const STORAGE *k, long k_sb, long k_sh, long k_st, __global uchar *ws
+
+/* What a work-item knows about its mask row. */
+typedef struct select_row {
+    int qb, h, kv_len;
+    long mask_row, bhk; /* bhk: batch x kv heads index of the row's kv head */
+    long q_at, k_at; /* the row block's head in Q, and its kv head in K */
+    __global const int *settings;
+    int row_first, row_last;   /* query rows inside the tensor */
+    int diag_first, diag_last; /* their diagonal keys */
+    int last_visible, visible_blocks;
+    int forced, sink_end, forced_first, forced_last;
+} select_row;
+
+static inline bool select_row_begin(int q_heads, int group, int q_len, int kv_len, int causal, int num_q_blocks,
+                                    __global const int *head_settings, long q_sb, long q_sh, long k_sb, long k_sh,
+                                    select_row *r)
+{
+    r->qb = get_global_id(0);
+    const long bh = get_global_id(1);
+    if (r->qb >= num_q_blocks)
+        return false;
+    const long b = bh / q_heads;
+    r->h = (int)(bh % q_heads);
+    r->kv_len = kv_len;
+    r->mask_row = bh * num_q_blocks + r->qb;
+    r->q_at = b * q_sb + r->h * q_sh;
+    r->k_at = b * k_sb + (r->h / group) * k_sh;
+    r->bhk = b * (q_heads / group) + r->h / group;
+    r->settings = head_settings + r->h * HEAD_SETTINGS;
+    r->row_first = r->qb * BLOCK_Q;
+    r->row_last = min(r->row_first + BLOCK_Q, q_len) - 1;
+    r->diag_first = r->row_first + kv_len - q_len;
+    r->diag_last = r->row_last + kv_len - q_len;
+    query_block_keys(r->qb, q_len, kv_len, causal, r->settings[HS_LOCAL], &r->last_visible, &r->forced_first,
+                     &r->forced_last);
+    r->visible_blocks = r->last_visible < 0 ? 0 : r->last_visible / BLOCK_K + 1;
+    r->forced = r->settings[HS_FORCED];
+    r->sink_end = min(r->settings[HS_SINK], kv_len);
+    return true;
+}
+#define SELECT_BEGIN(r)                                                                            \
+    select_row_begin(q_heads, group, q_len, kv_len, causal, num_q_blocks, head_settings, q_sb, q_sh, k_sb, k_sh, &(r))
+
+/* The blocks SALE forces (sink, local, diagonal), when the head keeps them. */
+static inline bool block_forced(const select_row *r, int kb)
+{
+    const int k0 = kb * BLOCK_K, k1 = min(k0 + BLOCK_K, r->kv_len) - 1;
+    return r->forced && (k0 < r->sink_end || (k1 >= r->forced_first && k0 <= r->forced_last));
+}
+
+/* Writes the row's visible key blocks kb for which `keep` (an expression of kb) holds, or that
+   are forced, ascending, and their count. */
+#define WRITE_MASK_ROW(r, kb, keep)                                                                \
+    do {                                                                                           \
+        __global int *list_ = mask_indices + indices_at + (r).mask_row * num_key_blocks;           \
+        int n_ = 0;                                                                                \
+        for (int kb = 0; kb < (r).visible_blocks; ++kb)                                            \
+            if ((keep) || block_forced(&(r), kb))                                                  \
+                list_[n_++] = kb;                                                                  \
+        mask_counts[counts_at + (r).mask_row] = n_;                                                \
+    } while (0)
+
+/* The selectors' per-row scores (non-negative and finite) are compared as bit patterns, whose
+   order is the values' order; a binary search over the patterns finds a threshold exactly, with
+   no sort. */
+/* The k-th largest of p[0..n) (1 <= k <= n), as a bit pattern: keeping p >= it keeps k or more. */
+static inline uint kth_largest_bits(__global const float *p, int n, int k)
+{
+    uint lo = 0, hi = 0x7F800000u;
+    while (lo < hi) {
+        const uint mid = lo + (hi - lo + 1) / 2;
+        int count = 0;
+        for (int i = 0; i < n; ++i)
+            count += as_uint(p[i]) >= mid;
+        if (count >= k)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+/* The highest t such that the values p >= t sum (in index order) to at least target: keeping
+   them keeps blocks in descending order until the mass reaches target, the crossing one and its
+   ties included. target must not exceed the sum of all of p. */
+static inline uint mass_threshold_bits(__global const float *p, int n, float target)
+{
+    uint lo = 0, hi = 0x7F800000u;
+    while (lo < hi) {
+        const uint mid = lo + (hi - lo + 1) / 2;
+        float sum = 0.0f;
+        for (int i = 0; i < n; ++i)
+            sum += as_uint(p[i]) >= mid ? p[i] : 0.0f;
+        if (sum >= target)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* q . k over HEAD_DIM channels of two stored rows. */
+static inline float dot_rows(__global const STORAGE *a, long a_at, __global const STORAGE *b, long b_at)
+{
+    float16 acc = (float16)(0.0f);
+    for (int g = 0; g < (HEAD_DIM + 15) / 16; ++g)
+        acc = fma(load_group(a, a_at, g), load_group(b, b_at, g), acc);
+    return hsum16(acc);
+}
+#endif

@@ -19,17 +19,6 @@
  */
 #pragma OPENCL FP_CONTRACT OFF
 
-/* The local keys of a row end at its diagonal key d = i + kv_len - q_len when causal, and are
-   centred on it otherwise: [d - local/2, d + local - local/2 - 1]. */
-static inline int local_first(int diag, int local_keys, int causal)
-{
-    return causal ? diag - local_keys + 1 : diag - local_keys / 2;
-}
-static inline int local_last(int diag, int local_keys, int causal)
-{
-    return causal ? diag : diag + local_keys - local_keys / 2 - 1;
-}
-
 /* Keys scored at once by row_threshold: 4 float16 accumulators (8 of AVX2's 16 registers). 8
    ran the same on AVX-512 and 30% slower with AVX2 code (Intel's runtime, core-avx2, 8K). */
 #define THRESHOLD_KEYS 4
@@ -58,6 +47,8 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     if (row0 >= q_len)
         return;
     const int b = bh / q_heads, h = bh - b * q_heads, hk = h / group;
+    if (isnan(head_log2_tau[h])) /* another selector's head */
+        return;
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const int16 row = (int16)(row0) + lane;
     const int16 diag = row + (int16)(kv_len - q_len);
@@ -135,19 +126,6 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     __global float *shift_out = ws_f32(ws, shift_at) + (long)bh * q_len;
     for (int r = 0; k_mean_at >= 0 && r < 16 && row0 + r < q_len; ++r)
         shift_out[row0 + r] = shifts[r];
-}
-
-/* The keys the rows of query block qb see and must keep: the last visible key (-1: none) and the
-   forced range [forced_first, forced_last] of every row's local keys and diagonal key (even when
-   local_keys is 0). */
-static inline void query_block_keys(int qb, int q_len, int kv_len, int causal, int local_keys, int *last_visible,
-                                    int *forced_first, int *forced_last)
-{
-    const int row_first = qb * BLOCK_Q, row_last = min(row_first + BLOCK_Q, q_len) - 1;
-    const int diag_first = row_first + kv_len - q_len, diag_last = row_last + kv_len - q_len;
-    *last_visible = causal ? min(diag_last, kv_len - 1) : kv_len - 1;
-    *forced_first = max(min(local_first(diag_first, local_keys, causal), diag_first), 0);
-    *forced_last = min(max(local_last(diag_last, local_keys, causal), diag_last), *last_visible);
 }
 
 #if !ESTIMATE_GPU /* the CPU variant: up to the end of estimate_mask */
@@ -316,8 +294,10 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
        take part in the barriers and do nothing else. */
     const int num_q_blocks = (q_len + BLOCK_Q - 1) / BLOCK_Q;
     const int qb = min((int)get_global_id(0), num_q_blocks - 1), bh = get_global_id(1);
-    const bool active = (int)get_global_id(0) < num_q_blocks;
     const int b = bh / q_heads, h = bh - b * q_heads, hk = h / group;
+    /* A head of another selector (NaN threshold) is left alone, by the whole work-group. */
+    const bool mine = !isnan(head_log2_tau[h]);
+    const bool active = (int)get_global_id(0) < num_q_blocks && mine;
     const long bhk = (long)b * (q_heads / group) + hk;
     const int row_first = qb * BLOCK_Q, row_last = min(row_first + BLOCK_Q, q_len) - 1;
     const long mask_row = (long)bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + qb;
@@ -331,7 +311,7 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
        last query block (causal rows see more keys further down; otherwise all see all). */
     const int group_last_qb = min((int)((get_group_id(0) + 1) * get_local_size(0)), num_q_blocks) - 1;
     const int group_last_visible = last_visible_key(min(group_last_qb * BLOCK_Q + BLOCK_Q, q_len) - 1, q_len, kv_len, causal);
-    const int group_kb_end = group_last_visible < 0 ? 0 : group_last_visible / BLOCK_K + 1;
+    const int group_kb_end = group_last_visible < 0 || !mine ? 0 : group_last_visible / BLOCK_K + 1;
     const int sink_end = min(sink, kv_len);
     const bool dense_head = head_log2_tau[h] == -INFINITY;
 
@@ -557,7 +537,7 @@ __kernel void reference_thresholds(int q_heads, int group, int q_len, int kv_len
     const long bhk = (long)b * (q_heads / group) + h / group;
     __global float *thr = ws_f32(ws, thr_at) + (long)bh * q_len + row;
     const int limit = last_visible_key(row, q_len, kv_len, causal);
-    if (*thr != INFINITY || limit < 0 || head_log2_tau[h] == -INFINITY)
+    if (*thr != INFINITY || limit < 0 || head_log2_tau[h] == -INFINITY || isnan(head_log2_tau[h]))
         return;
     uint qw[CODE_WORDS], kw[CODE_WORDS];
     float qs[NUM_GROUPS], ks[NUM_GROUPS], corr;
@@ -595,8 +575,8 @@ __kernel __attribute__((reqd_work_group_size(BLOCK_K, 1, 1))) void estimate_bloc
     const long bhk = (long)b * (q_heads / group) + h / group;
     int last_visible, forced_first, forced_last;
     query_block_keys(qb, q_len, kv_len, causal, local_keys, &last_visible, &forced_first, &forced_last);
-    if (last_visible < 0 || kb > last_visible / BLOCK_K)
-        return; /* the whole group: compact_mask reads only visible blocks */
+    if (last_visible < 0 || kb > last_visible / BLOCK_K || isnan(head_log2_tau[h]))
+        return; /* the whole group: compact_mask reads only visible blocks of SALE's heads */
     const int row_first = qb * BLOCK_Q, rows = min(BLOCK_Q, q_len - row_first);
     const int k0 = kb * BLOCK_K, k1 = k0 + BLOCK_K - 1, j = k0 + lid;
     __global int *list = mask_indices + indices_at + ((long)bh * num_q_blocks + qb) * num_key_blocks;
@@ -669,11 +649,12 @@ __kernel __attribute__((reqd_work_group_size(BLOCK_K, 1, 1))) void estimate_bloc
 
 /* Packs each mask row's flags (estimate_blocks) into its ascending list and count, in place: the
    write position never passes the read position. Global size: (num_q_blocks, B*Hq). */
-__kernel void compact_mask(int q_len, int kv_len, int causal, int local_keys, int num_key_blocks,
-                           __global int *mask_counts, long counts_at, __global int *mask_indices, long indices_at)
+__kernel void compact_mask(int q_heads, int q_len, int kv_len, int causal, int local_keys, int num_key_blocks,
+                           __global const float *head_log2_tau, __global int *mask_counts, long counts_at,
+                           __global int *mask_indices, long indices_at)
 {
     const int qb = get_global_id(0), bh = get_global_id(1), num_q_blocks = (q_len + BLOCK_Q - 1) / BLOCK_Q;
-    if (qb >= num_q_blocks)
+    if (qb >= num_q_blocks || isnan(head_log2_tau[bh % q_heads]))
         return;
     int last_visible, forced_first, forced_last;
     query_block_keys(qb, q_len, kv_len, causal, local_keys, &last_visible, &forced_first, &forced_last);

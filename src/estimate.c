@@ -96,13 +96,16 @@ static clsa_status enqueue_blocks(const clsa_plan *plan, cl_command_queue queue,
     if (st)
         return st;
     cl_int q_len = (cl_int)s->q_len, kv_len = (cl_int)s->kv_len, causal = s->causal ? 1 : 0;
-    cl_int local_keys = plan->sparsity.local_tokens, nkb = (cl_int)m->num_k_blocks;
+    cl_int local_keys = plan->sale.local_tokens, nkb = (cl_int)m->num_k_blocks;
+    cl_int q_heads = (cl_int)s->q_heads;
     clsa_args a = {plan->estimate.compact_mask, 0, CL_SUCCESS};
+    CLSA_ARG(&a, q_heads);
     CLSA_ARG(&a, q_len);
     CLSA_ARG(&a, kv_len);
     CLSA_ARG(&a, causal);
     CLSA_ARG(&a, local_keys);
     CLSA_ARG(&a, nkb);
+    CLSA_ARG(&a, plan->head_log2_tau);
     clsa_arg_mask(&a, mask);
     if (a.err)
         st = clsa_fail(plan->ctx, (clsa_status)a.err, "setting compact_mask argument %u", a.index - 1);
@@ -118,7 +121,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
                                   const cl_event *wait_list, cl_event *out)
 {
     const clsa_shape *s = &plan->shape;
-    const clsa_sparsity *sp = &plan->sparsity;
+    const clsa_sparsity *sp = &plan->sale;
     const clsa_quant_layout *L = &plan->quant;
     const clsa_estimate_stage *stage = &plan->estimate;
     cl_int q_heads = (cl_int)s->q_heads, group = (cl_int)(s->q_heads / s->kv_heads);
@@ -142,7 +145,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     CLSA_ARG(&a, plan->head_log2_tau);
     CLSA_ARG(&a, workspace);
     CLSA_ARG(&a, thr);
-    cl_long k_mean = plan->sparsity.method == CLSA_METHOD_SALE ? (cl_long)L->k_mean : -1; /* exact scores need no shift */
+    cl_long k_mean = plan->sale.method == CLSA_METHOD_SALE ? (cl_long)L->k_mean : -1; /* exact scores need no shift */
     cl_long shift_at = (cl_long)L->row_shift;
     CLSA_ARG(&a, k_mean);
     CLSA_ARG(&a, shift_at);
@@ -188,7 +191,7 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
     CLSA_ARG(&a, corr);
     CLSA_ARG(&a, thr);
     clsa_arg_mask(&a, mask);
-    if (plan->sparsity.method == CLSA_METHOD_SALE_EXACT) {
+    if (plan->sale.method == CLSA_METHOD_SALE_EXACT) {
         /* The oracle scores Q against the f32 K^T that the K/V layout stage wrote. */
         clsa_arg_tensor(&a, q, &plan->q);
         CLSA_ARG(&a, workspace);

@@ -58,6 +58,11 @@ extern const char clsa_cl_kv_layout[];
 extern const char clsa_cl_attention[];
 extern const char clsa_cl_quantize[];
 extern const char clsa_cl_estimate[];
+extern const char clsa_cl_select_dense[];
+extern const char clsa_cl_select_streaming[];
+extern const char clsa_cl_select_sliding[];
+extern const char clsa_cl_select_pooled[];
+extern const char clsa_cl_select_xattn[];
 
 /*
  * Returns a built program for the common header + source under options, from the context's
@@ -229,6 +234,66 @@ clsa_status clsa_estimate_enqueue(const clsa_plan *plan, cl_command_queue queue,
                                   const cl_event *wait_list, cl_event *out);
 void clsa_estimate_release(clsa_estimate_stage *stage);
 
+/* ---- Block selectors (select.c, and one select_<name>.c + cl/select_<name>.cl per selector) ----
+ * Each method that writes a block mask is a clsa_selector: a small table of operations, as clFFT's
+ * actions are. plan.c resolves every query head's settings (plan->heads), then, for each selector
+ * of the registry (select.c) that some head uses, lays out its workspace, builds it, and at run
+ * time enqueues it; it never looks inside one. A selector writes the mask rows of its own heads
+ * only (the others' rows are left alone), so selectors may run in any order. */
+#define CLSA_METHOD_COUNT 10
+#define CLSA_SELECTOR_KERNELS 4
+#define CLSA_SELECTOR_REGIONS 4
+typedef struct clsa_selector_state {
+    cl_kernel kernels[CLSA_SELECTOR_KERNELS];
+    size_t regions[CLSA_SELECTOR_REGIONS]; /* workspace offsets (bytes) of its own buffers */
+} clsa_selector_state;
+/* The buffers of one selection call, after every check. */
+typedef struct clsa_select_call {
+    cl_command_queue queue;
+    cl_mem q, k, workspace;
+    const clsa_block_mask *mask;
+} clsa_select_call;
+typedef struct clsa_selector {
+    clsa_method method;
+    /* Places the selector's own workspace buffers from *offset (clsa_workspace_region); NULL when
+       it has none. False on overflow. */
+    bool (*lay_out)(clsa_plan *plan, clsa_selector_state *state, int64_t *offset);
+    /* Builds its kernels and any buffers of its own. */
+    clsa_status (*build)(clsa_plan *plan, clsa_selector_state *state);
+    /* Work that callers may run on its own before selection (SALE: clsa_quantize); NULL: none. */
+    clsa_status (*prepare)(clsa_plan *plan, clsa_selector_state *state, const clsa_select_call *call,
+                           cl_uint num_wait, const cl_event *wait_list, cl_event *out);
+    /* Writes the mask rows of its heads into call->mask. */
+    clsa_status (*select)(clsa_plan *plan, clsa_selector_state *state, const clsa_select_call *call,
+                          cl_uint num_wait, const cl_event *wait_list, cl_event *out);
+    void (*release)(clsa_plan *plan, clsa_selector_state *state);
+} clsa_selector;
+/* The registry, in the order selectors run; NULL-terminated. */
+extern const clsa_selector *const clsa_selectors[];
+/* Checks one head's (or a whole plan's) selector settings; sets the last error, starting with who. */
+clsa_status clsa_selector_validate(clsa_context *ctx, const clsa_sparsity *sp, const char *who);
+/* Places a region of n1 * n2 * n3 * elem bytes at *offset (256-byte aligned); false on overflow. */
+bool clsa_workspace_region(size_t *at, int64_t *offset, int64_t n1, int64_t n2, int64_t n3, int64_t elem);
+/* The per-head settings table on the device (select.c; cl/common.cl reads it): CLSA_HEAD_SETTINGS
+   ints per query head, uploaded once per plan for the selectors that read it. */
+enum {
+    CLSA_HS_METHOD, CLSA_HS_SINK, CLSA_HS_LOCAL, CLSA_HS_FORCED, CLSA_HS_WINDOW, CLSA_HS_SYMMETRIC, CLSA_HS_STRIDE,
+    CLSA_HS_FRACTION, /* the f32 bits of topk, cdf_gamma or xattn_threshold, as the method reads */
+    CLSA_HEAD_SETTINGS
+};
+clsa_status clsa_head_settings_upload(clsa_plan *plan);
+/* Shared by the selectors whose kernels write one mask row per work-item (cl/common.cl,
+   SELECT_ARGS): builds `count` kernels of one source with the block sizes and the methods' ids
+   defined, and enqueues one of them over (query blocks, batch x query heads). */
+clsa_status clsa_select_build(clsa_plan *plan, clsa_selector_state *state, const char *source_name,
+                              const char *source, const char *const *names, int count);
+clsa_status clsa_select_rows(clsa_plan *plan, cl_kernel kernel, const char *name, const clsa_select_call *call,
+                             const cl_long *regions, int region_count, cl_uint num_wait, const cl_event *wait_list,
+                             cl_event *out);
+void clsa_select_release(clsa_plan *plan, clsa_selector_state *state);
+clsa_status clsa_select_rows_enqueue(clsa_plan *plan, clsa_selector_state *state, const clsa_select_call *call,
+                                     cl_uint num_wait, const cl_event *wait_list, cl_event *out);
+
 /* Block masks on the host (mask.c). */
 clsa_status clsa_mask_check_host(clsa_context *ctx, const int32_t *counts, const int32_t *indices, int64_t rows,
                                  int64_t num_k_blocks);
@@ -238,8 +303,8 @@ int64_t clsa_valid_key_blocks(const clsa_shape *shape, const clsa_mask_geometry 
 struct clsa_plan {
     clsa_context *ctx;
     clsa_shape shape;
-    clsa_sparsity sparsity; /* tau_per_head points at tau below, or is NULL */
-    float *tau;             /* q_heads thresholds, resolved from the settings */
+    clsa_sparsity sparsity; /* the caller's, without its arrays (tau_per_head, per_head) */
+    clsa_sparsity sale;     /* SALE's estimator settings: the plan's, method SALE or SALE_EXACT */
     clsa_tensor_layout q, k, v, o;
     clsa_kv_layout kv;
     clsa_attention_stage attention;
@@ -247,6 +312,10 @@ struct clsa_plan {
     clsa_estimate_stage estimate; /* SALE and SALE_EXACT plans */
     clsa_quant_layout quant;      /* SALE and SALE_EXACT plans */
     clsa_mask_geometry mask;      /* sparse plans */
+    clsa_sparsity *heads;         /* q_heads resolved settings, one method each (selector plans) */
+    bool uses[CLSA_METHOD_COUNT]; /* the methods some head uses */
+    clsa_selector_state selector[CLSA_METHOD_COUNT];
+    cl_mem head_settings;         /* int [q_heads][CLSA_HEAD_SETTINGS], or NULL */
     size_t mask_counts_at, mask_indices_at; /* the workspace's own mask, bytes */
     cl_mem head_log2_tau;         /* f32 [q_heads]: log2(tau), -inf for a dense head */
     size_t workspace_bytes;

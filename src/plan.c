@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,18 +52,72 @@ clsa_status clsa_method_from_name(const char *name, clsa_method *out)
 }
 
 static bool is_sparse(const clsa_plan *plan) { return plan->sparsity.method != CLSA_METHOD_DENSE; }
-static bool is_estimating(const clsa_plan *plan)
+/* Plans whose mask a selector writes (all sparse plans but MASK). */
+static bool is_selecting(const clsa_plan *plan)
 {
-    return plan->sparsity.method == CLSA_METHOD_SALE || plan->sparsity.method == CLSA_METHOD_SALE_EXACT;
+    return is_sparse(plan) && plan->sparsity.method != CLSA_METHOD_MASK;
+}
+static bool has_sale(const clsa_plan *plan)
+{
+    return plan->uses[CLSA_METHOD_SALE] || plan->uses[CLSA_METHOD_SALE_EXACT];
 }
 
 static bool valid_tau(float tau) { return isfinite(tau) && tau >= 0.0f; }
 static bool valid_block(int32_t b) { return b >= 16 && b <= 128 && (b & (b - 1)) == 0; }
+static bool is_method(clsa_method m) { return clsa_method_name(m) != NULL; }
+/* The methods a query head may have in a CLSA_METHOD_PER_HEAD plan. */
+static bool is_head_method(clsa_method m)
+{
+    return is_method(m) && m != CLSA_METHOD_MASK && m != CLSA_METHOD_SALE_EXACT && m != CLSA_METHOD_PER_HEAD;
+}
+
+/* One method's own settings (a whole plan's, or one head's). */
+static clsa_status validate_settings(clsa_context *ctx, const clsa_sparsity *sp, const char *who)
+{
+    const bool sale = sp->method == CLSA_METHOD_SALE || sp->method == CLSA_METHOD_SALE_EXACT;
+    if (sale && !valid_tau(sp->tau))
+        return clsa_fail(ctx, CLSA_ERR_INVALID_TAU, "%stau = %g: must be finite and >= 0", who, (double)sp->tau);
+    if (sp->sink_tokens < 0 || sp->local_tokens < 0)
+        return clsa_fail(ctx, CLSA_ERR_INVALID_TOKENS, "%ssink_tokens = %d, local_tokens = %d: must be >= 0", who,
+                         sp->sink_tokens, sp->local_tokens);
+    return clsa_selector_validate(ctx, sp, who);
+}
+
+/* The entries of a CLSA_METHOD_PER_HEAD plan. */
+static clsa_status validate_heads(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sp)
+{
+    if (!sp->per_head)
+        return clsa_fail(ctx, CLSA_ERR_NULL_ARGUMENT, "CLSA_METHOD_PER_HEAD needs per_head (q_heads settings)");
+    if (sp->tau_per_head)
+        return clsa_fail(ctx, CLSA_ERR_INVALID_METHOD, "CLSA_METHOD_PER_HEAD takes each head's tau from per_head, "
+                         "not tau_per_head");
+    for (int64_t h = 0; h < shape->q_heads; ++h) {
+        const clsa_sparsity *e = &sp->per_head[h];
+        char who[48];
+        snprintf(who, sizeof who, "per_head[%lld]: ", (long long)h);
+        if (!is_head_method(e->method))
+            return clsa_fail(ctx, CLSA_ERR_INVALID_METHOD,
+                             "%smethod %d: a head's method must be dense, sale, streaming, sliding, topk, cdf or xattn",
+                             who, (int)e->method);
+        if (e->block_q != sp->block_q || e->block_k != sp->block_k)
+            return clsa_fail(ctx, CLSA_ERR_INVALID_BLOCK_SIZE, "%sblocks %d x %d differ from the plan's %d x %d", who,
+                             e->block_q, e->block_k, sp->block_q, sp->block_k);
+        if (e->per_head || e->tau_per_head)
+            return clsa_fail(ctx, CLSA_ERR_INVALID_METHOD, "%sper_head and tau_per_head must be NULL", who);
+        if (e->method == CLSA_METHOD_SALE && (e->sink_tokens != sp->sink_tokens || e->local_tokens != sp->local_tokens))
+            return clsa_fail(ctx, CLSA_ERR_INVALID_TOKENS,
+                             "%sa SALE head's sink_tokens and local_tokens (%d, %d) must equal the plan's (%d, %d)", who,
+                             e->sink_tokens, e->local_tokens, sp->sink_tokens, sp->local_tokens);
+        clsa_status st = validate_settings(ctx, e, who);
+        if (st)
+            return st;
+    }
+    return CLSA_SUCCESS;
+}
 
 static clsa_status validate_sparsity(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sp)
 {
-    if (sp->method != CLSA_METHOD_DENSE && sp->method != CLSA_METHOD_SALE && sp->method != CLSA_METHOD_MASK &&
-        sp->method != CLSA_METHOD_SALE_EXACT)
+    if (!is_method(sp->method))
         return clsa_fail(ctx, CLSA_ERR_INVALID_METHOD, "sparsity method %d is not a clsa_method", (int)sp->method);
     if (sp->method == CLSA_METHOD_DENSE)
         return CLSA_SUCCESS;
@@ -72,67 +127,82 @@ static clsa_status validate_sparsity(clsa_context *ctx, const clsa_shape *shape,
                          sp->block_k);
     if (sp->method == CLSA_METHOD_MASK)
         return CLSA_SUCCESS;
-    if (!valid_tau(sp->tau))
-        return clsa_fail(ctx, CLSA_ERR_INVALID_TAU, "tau = %g: must be finite and >= 0", (double)sp->tau);
+    if (sp->method != CLSA_METHOD_PER_HEAD && sp->per_head)
+        return clsa_fail(ctx, CLSA_ERR_INVALID_METHOD, "per_head is set, but the method is %s, not per-head",
+                         clsa_method_name(sp->method));
     for (int64_t h = 0; sp->tau_per_head && h < shape->q_heads; ++h)
         if (!valid_tau(sp->tau_per_head[h]))
             return clsa_fail(ctx, CLSA_ERR_INVALID_TAU, "tau_per_head[%lld] = %g: must be finite and >= 0",
                              (long long)h, (double)sp->tau_per_head[h]);
-    if (sp->sink_tokens < 0 || sp->local_tokens < 0)
-        return clsa_fail(ctx, CLSA_ERR_INVALID_TOKENS, "sink_tokens = %d, local_tokens = %d: must be >= 0",
-                         sp->sink_tokens, sp->local_tokens);
     if (!(sp->refine_nats >= 0.0f && sp->refine_nats <= 16.0f))
         return clsa_fail(ctx, CLSA_ERR_INVALID_REFINE, "refine_nats = %g: must be from 0 to 16 nats",
                          (double)sp->refine_nats);
+    if (sp->method == CLSA_METHOD_PER_HEAD) {
+        if (sp->sink_tokens < 0 || sp->local_tokens < 0)
+            return clsa_fail(ctx, CLSA_ERR_INVALID_TOKENS, "sink_tokens = %d, local_tokens = %d: must be >= 0",
+                             sp->sink_tokens, sp->local_tokens);
+        return validate_heads(ctx, shape, sp);
+    }
+    return validate_settings(ctx, sp, "");
+}
+
+/* The methods the plan's heads use (nothing for DENSE and MASK plans), and SALE's settings. */
+static void note_methods(clsa_plan *plan, const clsa_sparsity *sp)
+{
+    memset(plan->uses, 0, sizeof plan->uses);
+    if (!is_selecting(plan))
+        return;
+    if (sp->method != CLSA_METHOD_PER_HEAD)
+        plan->uses[sp->method] = true;
+    for (int64_t h = 0; sp->method == CLSA_METHOD_PER_HEAD && h < plan->shape.q_heads; ++h)
+        plan->uses[sp->per_head[h].method] = true;
+    plan->sale = plan->sparsity;
+    plan->sale.method = plan->uses[CLSA_METHOD_SALE_EXACT] ? CLSA_METHOD_SALE_EXACT : CLSA_METHOD_SALE;
+    plan->sale.per_head = NULL;
+    plan->sale.tau_per_head = NULL;
+}
+
+/* Every query head's own settings: per_head's entries, or the plan's with tau_per_head's tau. */
+static clsa_status resolve_heads(clsa_plan *plan, const clsa_sparsity *sp)
+{
+    const int64_t heads = plan->shape.q_heads;
+    plan->heads = calloc((size_t)heads, sizeof *plan->heads);
+    if (!plan->heads)
+        return clsa_fail(plan->ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "no memory for the per-head settings");
+    for (int64_t h = 0; h < heads; ++h) {
+        clsa_sparsity *e = &plan->heads[h];
+        *e = sp->method == CLSA_METHOD_PER_HEAD ? sp->per_head[h] : *sp;
+        if (sp->method != CLSA_METHOD_PER_HEAD && sp->tau_per_head)
+            e->tau = sp->tau_per_head[h];
+        e->per_head = NULL;
+        e->tau_per_head = NULL;
+    }
     return CLSA_SUCCESS;
 }
 
-/* Places a region of n1 * n2 * n3 * elem bytes at *offset (256-byte aligned); false on overflow. */
-static bool region(size_t *at, int64_t *offset, int64_t n1, int64_t n2, int64_t n3, int64_t elem)
-{
-    int64_t bytes, end;
-    if (!clsa_mul_i64(n1, n2, &bytes) || !clsa_mul_i64(bytes, n3, &bytes) || !clsa_mul_i64(bytes, elem, &bytes) ||
-        !clsa_add_i64(*offset, bytes, &end) || !clsa_add_i64(end, 255, &end))
-        return false;
-    *at = (size_t)*offset;
-    *offset = end / 256 * 256;
-    return true;
-}
-
-/* The workspace: K^T and V (all plans), then the SALE buffers, then the block mask. */
+/* The workspace: K^T and V (all plans), each selector's own buffers, then the block mask. */
 static clsa_status lay_out_workspace(clsa_plan *plan)
 {
     clsa_context *ctx = plan->ctx;
     const clsa_shape *s = &plan->shape;
     int64_t offset = clsa_round_up((int64_t)plan->kv.bytes, 256);
-    const int64_t bq = s->batch * s->q_heads, bk = s->batch * s->kv_heads;
+    const int64_t bq = s->batch * s->q_heads;
     bool ok = true;
-    if (is_estimating(plan)) {
-        clsa_quant_layout *L = &plan->quant;
-        L->head_dim_even = clsa_round_up(s->head_dim, 2);
-        L->kv_len_padded = plan->kv.kv_len_padded;
-        const int64_t code_bytes = L->head_dim_even / 2;
-        L->group_channels = CLSA_QUANT_GROUP;
-        L->groups = (s->head_dim + CLSA_QUANT_GROUP - 1) / CLSA_QUANT_GROUP;
-        ok = region(&L->q_mean, &offset, bq, s->head_dim, 1, 4) && region(&L->k_mean, &offset, bk, s->head_dim, 1, 4) &&
-             region(&L->q_codes, &offset, bq, s->q_len, code_bytes, 1) &&
-             region(&L->q_scales, &offset, bq, s->q_len, L->groups, 4) &&
-             region(&L->k_codes, &offset, bk, code_bytes, L->kv_len_padded, 1) &&
-             region(&L->k_scales, &offset, bk, L->groups, L->kv_len_padded, 4) &&
-             region(&L->k_correction, &offset, bq, L->kv_len_padded, 1, 4) &&
-             region(&L->k_pairs, &offset, bk, L->groups * L->group_channels, L->kv_len_padded / 2, 4) &&
-             region(&L->row_threshold, &offset, bq, s->q_len, 1, 4) &&
-             region(&L->row_shift, &offset, bq, s->q_len, 1, 4);
-    }
-    if (ok && is_sparse(plan)) {
+    if (is_sparse(plan)) {
         clsa_mask_geometry *m = &plan->mask;
         m->block_q = plan->sparsity.block_q;
         m->block_k = plan->sparsity.block_k;
         m->num_q_blocks = (s->q_len + m->block_q - 1) / m->block_q;
         m->num_k_blocks = (s->kv_len + m->block_k - 1) / m->block_k;
         m->rows = bq * m->num_q_blocks;
-        ok = region(&plan->mask_counts_at, &offset, m->rows, 1, 1, 4) &&
-             region(&plan->mask_indices_at, &offset, m->rows, m->num_k_blocks, 1, 4);
+    }
+    for (const clsa_selector *const *sel = clsa_selectors; ok && *sel; ++sel)
+        if (plan->uses[(*sel)->method] && (*sel)->lay_out)
+            ok = (*sel)->lay_out(plan, &plan->selector[(*sel)->method], &offset);
+    if (ok && is_sparse(plan)) {
+        clsa_mask_geometry *m = &plan->mask;
+        ok = clsa_workspace_region(&plan->mask_counts_at, &offset, m->rows, 1, 1, 4) &&
+             clsa_workspace_region(&plan->mask_indices_at, &offset, m->rows, m->num_k_blocks, 1, 4);
         m->counts_bytes = (size_t)m->rows * 4;
         m->indices_bytes = (size_t)(m->rows * m->num_k_blocks) * 4;
     }
@@ -144,28 +214,6 @@ static clsa_status lay_out_workspace(clsa_plan *plan)
                          (long long)offset, ctx->caps.name, (unsigned long long)ctx->caps.max_mem_alloc);
     plan->workspace_bytes = (size_t)offset;
     return CLSA_SUCCESS;
-}
-
-/* Per-head thresholds on the device, as log2(tau), or -inf for a dense head (tau <= 1e-5). */
-static clsa_status upload_thresholds(clsa_plan *plan, const float *tau_per_head)
-{
-    const int64_t heads = plan->shape.q_heads;
-    plan->tau = malloc(sizeof(float) * (size_t)heads);
-    float *log2_tau = malloc(sizeof(float) * (size_t)heads);
-    if (!plan->tau || !log2_tau) {
-        free(log2_tau);
-        return clsa_fail(plan->ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "no memory for the thresholds");
-    }
-    for (int64_t h = 0; h < heads; ++h) {
-        plan->tau[h] = tau_per_head ? tau_per_head[h] : plan->sparsity.tau;
-        log2_tau[h] = plan->tau[h] <= 1e-5f ? -INFINITY : log2f(plan->tau[h]);
-    }
-    plan->sparsity.tau_per_head = plan->tau;
-    cl_int err = CL_SUCCESS;
-    plan->head_log2_tau = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                         sizeof(float) * (size_t)heads, log2_tau, &err);
-    free(log2_tau);
-    return err ? clsa_fail(plan->ctx, (clsa_status)err, "creating the threshold buffer") : CLSA_SUCCESS;
 }
 
 clsa_status clsa_plan_validate(clsa_context *ctx, const clsa_shape *shape, const clsa_sparsity *sparsity,
@@ -184,7 +232,10 @@ clsa_status clsa_plan_validate(clsa_context *ctx, const clsa_shape *shape, const
         plan->sparsity = *sparsity;
     else
         clsa_sparsity_init(&plan->sparsity, CLSA_METHOD_DENSE);
-    plan->sparsity.tau_per_head = NULL; /* the caller's array is copied by upload_thresholds */
+    note_methods(plan, plan->sparsity.method == CLSA_METHOD_DENSE ? &plan->sparsity : sparsity);
+    /* The caller's arrays are copied into plan->heads by clsa_plan_create. */
+    plan->sparsity.tau_per_head = NULL;
+    plan->sparsity.per_head = NULL;
     st = clsa_kv_layout_size(ctx, &plan->shape, &plan->kv);
     return st ? st : lay_out_workspace(plan);
 }
@@ -209,12 +260,11 @@ clsa_status clsa_plan_create(clsa_context *ctx, const clsa_shape *shape, const c
     st = clsa_kv_layout_init(ctx, &plan->shape, &plan->kv);
     if (!st)
         st = clsa_attention_init(ctx, &plan->shape, is_sparse(plan) ? &plan->sparsity : NULL, &plan->attention);
-    if (!st && is_estimating(plan))
-        st = upload_thresholds(plan, sparsity->tau_per_head);
-    if (!st && plan->sparsity.method == CLSA_METHOD_SALE)
-        st = clsa_quantize_init(ctx, &plan->shape, &plan->quantize);
-    if (!st && is_estimating(plan))
-        st = clsa_estimate_init(ctx, &plan->shape, &plan->sparsity, &plan->estimate);
+    if (!st && is_selecting(plan))
+        st = resolve_heads(plan, sparsity);
+    for (const clsa_selector *const *sel = clsa_selectors; !st && *sel; ++sel)
+        if (plan->uses[(*sel)->method])
+            st = (*sel)->build(plan, &plan->selector[(*sel)->method]);
     if (st) {
         clsa_plan_release(plan);
         return st;
@@ -229,13 +279,14 @@ void clsa_plan_release(clsa_plan *plan)
         return;
     clsa_kv_layout_release(&plan->kv);
     clsa_attention_release(&plan->attention);
-    clsa_quantize_release(&plan->quantize);
-    clsa_estimate_release(&plan->estimate);
-    if (plan->head_log2_tau)
-        clReleaseMemObject(plan->head_log2_tau);
+    for (const clsa_selector *const *sel = clsa_selectors; *sel; ++sel)
+        if (plan->uses[(*sel)->method])
+            (*sel)->release(plan, &plan->selector[(*sel)->method]);
+    if (plan->head_settings)
+        clReleaseMemObject(plan->head_settings);
     if (plan->own_workspace)
         clReleaseMemObject(plan->own_workspace);
-    free(plan->tau);
+    free(plan->heads);
     free(plan);
 }
 
@@ -256,8 +307,8 @@ clsa_status clsa_plan_quant_layout(const clsa_plan *plan, clsa_quant_layout *out
 {
     if (!plan || !out)
         return CLSA_ERR_NULL_ARGUMENT;
-    if (!is_estimating(plan))
-        return clsa_fail(plan->ctx, CLSA_ERR_WRONG_PLAN, "only SALE plans have quantization buffers");
+    if (!has_sale(plan))
+        return clsa_fail(plan->ctx, CLSA_ERR_WRONG_PLAN, "only plans with SALE heads have quantization buffers");
     *out = plan->quant;
     return CLSA_SUCCESS;
 }
@@ -361,37 +412,54 @@ static clsa_status read_mask(clsa_plan *plan, cl_command_queue queue, const clsa
     return err ? clsa_fail(plan->ctx, (clsa_status)err, "reading the mask back") : CLSA_SUCCESS;
 }
 
+/* Enqueues, in the registry's order, each used selector's preparation (with `prepare`) and then
+   its selection (with `select`), each after the one before; *out is the last one's event. */
+static clsa_status run_selectors(clsa_plan *plan, bool prepare, bool select, const clsa_select_call *call,
+                                 cl_uint num_wait, const cl_event *wait_list, cl_event *out)
+{
+    cl_event last = NULL;
+    clsa_status st = CLSA_SUCCESS;
+    for (const clsa_selector *const *sel = clsa_selectors; !st && *sel; ++sel) {
+        if (!plan->uses[(*sel)->method])
+            continue;
+        clsa_selector_state *state = &plan->selector[(*sel)->method];
+        for (int step = 0; !st && step < 2; ++step) {
+            clsa_status (*op)(clsa_plan *, clsa_selector_state *, const clsa_select_call *, cl_uint, const cl_event *,
+                              cl_event *) = step == 0 ? (prepare ? (*sel)->prepare : NULL) : (select ? (*sel)->select : NULL);
+            if (!op)
+                continue;
+            cl_event done = NULL;
+            st = last ? op(plan, state, call, 1, &last, &done) : op(plan, state, call, num_wait, wait_list, &done);
+            if (last)
+                clReleaseEvent(last);
+            last = done;
+        }
+    }
+    /* Every selecting plan has a selection, and every plan with SALE heads a preparation. */
+    if (st || !out) {
+        if (last)
+            clReleaseEvent(last);
+        return st;
+    }
+    *out = last;
+    return CLSA_SUCCESS;
+}
+
 clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
                           cl_uint num_wait, const cl_event *wait_list, cl_event *out_event)
 {
     if (!plan)
         return CLSA_ERR_NULL_ARGUMENT;
     clsa_clear_error(plan->ctx);
-    if (plan->sparsity.method != CLSA_METHOD_SALE)
-        return clsa_fail(plan->ctx, CLSA_ERR_WRONG_PLAN, "clsa_quantize needs a CLSA_METHOD_SALE plan");
+    if (!plan->uses[CLSA_METHOD_SALE])
+        return clsa_fail(plan->ctx, CLSA_ERR_WRONG_PLAN, "clsa_quantize needs a plan with SALE heads");
     if (!workspace)
         return clsa_fail(plan->ctx, CLSA_ERR_NULL_ARGUMENT, "clsa_quantize writes into the workspace: it cannot be NULL");
     clsa_status st = check_common(plan, queue, workspace, num_wait, wait_list);
     if (!st)
         st = check_tensors(plan, q, k, NULL, NULL, false);
-    return st ? st : clsa_quantize_enqueue(plan, queue, q, k, workspace, num_wait, wait_list, out_event);
-}
-
-/* Estimation after the checks: the exact-score oracle and SALE's exact second look first lay
-   K^T out in the workspace (attention lays it out again with V: its caller may change K between). */
-static clsa_status run_estimate(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
-                                const clsa_block_mask *mask, cl_uint num_wait, const cl_event *wait_list,
-                                cl_event *out_event)
-{
-    if (plan->sparsity.method != CLSA_METHOD_SALE_EXACT && plan->sparsity.refine_nats == 0.0f)
-        return clsa_estimate_enqueue(plan, queue, q, k, workspace, mask, num_wait, wait_list, out_event);
-    cl_event kt_done = NULL;
-    clsa_status st = clsa_kv_layout_enqueue(&plan->kv, plan, queue, k, NULL, workspace, num_wait, wait_list, &kt_done);
-    if (!st)
-        st = clsa_estimate_enqueue(plan, queue, q, k, workspace, mask, 1, &kt_done, out_event);
-    if (kt_done)
-        clReleaseEvent(kt_done);
-    return st;
+    const clsa_select_call call = {queue, q, k, workspace, NULL};
+    return st ? st : run_selectors(plan, true, false, &call, num_wait, wait_list, out_event);
 }
 
 clsa_status clsa_estimate_mask(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
@@ -401,17 +469,19 @@ clsa_status clsa_estimate_mask(clsa_plan *plan, cl_command_queue queue, cl_mem q
     if (!plan)
         return CLSA_ERR_NULL_ARGUMENT;
     clsa_clear_error(plan->ctx);
-    if (!is_estimating(plan))
-        return clsa_fail(plan->ctx, CLSA_ERR_WRONG_PLAN, "clsa_estimate_mask needs a SALE or SALE_EXACT plan");
+    if (!is_selecting(plan))
+        return clsa_fail(plan->ctx, CLSA_ERR_WRONG_PLAN, "clsa_estimate_mask needs a plan whose mask a selector writes "
+                         "(not dense or mask)");
     if (!workspace)
-        return clsa_fail(plan->ctx, CLSA_ERR_NULL_ARGUMENT, "clsa_estimate_mask reads clsa_quantize's workspace: it cannot be NULL");
+        return clsa_fail(plan->ctx, CLSA_ERR_NULL_ARGUMENT, "clsa_estimate_mask works in the workspace: it cannot be NULL");
     clsa_block_mask m;
     clsa_status st = check_common(plan, queue, workspace, num_wait, wait_list);
     if (!st)
         st = check_tensors(plan, q, k, NULL, NULL, false);
     if (!st)
         st = resolve_mask(plan, workspace, mask, &m);
-    return st ? st : run_estimate(plan, queue, q, k, workspace, &m, num_wait, wait_list, out_event);
+    const clsa_select_call call = {queue, q, k, workspace, &m};
+    return st ? st : run_selectors(plan, false, true, &call, num_wait, wait_list, out_event);
 }
 
 /* K/V layout then sparse or dense attention, chained by events. */
@@ -478,23 +548,18 @@ clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl
         st = own_workspace_if_null(plan, &workspace);
     if (st)
         return st;
-    if (!is_estimating(plan))
+    if (!is_selecting(plan))
         return run_attention(plan, queue, q, k, v, o, workspace, NULL, num_wait, wait_list, out_event);
-    /* SALE: quantize -> estimate (into the workspace's mask) -> sparse attention. */
+    /* The selectors (SALE: quantize, then estimate) into the workspace's mask, then sparse attention. */
     clsa_block_mask m;
     clsa_plan_workspace_mask(plan, workspace, &m);
-    cl_event quantized = NULL, estimated = NULL;
-    if (plan->sparsity.method == CLSA_METHOD_SALE)
-        st = clsa_quantize_enqueue(plan, queue, q, k, workspace, num_wait, wait_list, &quantized);
+    const clsa_select_call call = {queue, q, k, workspace, &m};
+    cl_event selected = NULL;
+    st = run_selectors(plan, true, true, &call, num_wait, wait_list, &selected);
     if (!st)
-        st = quantized ? run_estimate(plan, queue, q, k, workspace, &m, 1, &quantized, &estimated)
-                       : run_estimate(plan, queue, q, k, workspace, &m, num_wait, wait_list, &estimated);
-    if (!st)
-        st = run_attention(plan, queue, q, k, v, o, workspace, &m, 1, &estimated, out_event);
-    if (quantized)
-        clReleaseEvent(quantized);
-    if (estimated)
-        clReleaseEvent(estimated);
+        st = run_attention(plan, queue, q, k, v, o, workspace, &m, 1, &selected, out_event);
+    if (selected)
+        clReleaseEvent(selected);
     return st;
 }
 

@@ -1,4 +1,5 @@
 #include "harness.h"
+#include "llm_data.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -238,4 +239,14 @@ uint8_t *harness_workspace_bitmap(cl_command_queue queue, const clsa_plan *plan,
     assert_int_equal(clsa_mask_to_bitmap(counts, indices, g.rows, g.num_k_blocks, bitmap), CLSA_SUCCESS);
     free(counts), free(indices);
     return bitmap;
+}
+
+void harness_llm_buffers(clsa_context *ctx, const clsa_shape *s, uint64_t stream, harness_buffers *b)
+{
+    harness_rng rng = harness_rng_make(stream);
+    harness_buffers_make(ctx, s, &rng, b);
+    llm_data_generate(s, harness_seed ^ stream, b->hq, b->hk, b->hv);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->q, CL_TRUE, 0, b->q_bytes, b->hq, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->k, CL_TRUE, 0, b->k_bytes, b->hk, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->v, CL_TRUE, 0, b->v_bytes, b->hv, 0, NULL, NULL), CL_SUCCESS);
 }

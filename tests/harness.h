@@ -49,6 +49,8 @@ typedef struct harness_buffers {
 } harness_buffers;
 void harness_buffers_make(clsa_context *ctx, const clsa_shape *s, harness_rng *rng, harness_buffers *b);
 void harness_buffers_release(harness_buffers *b);
+/* The same, holding seeded LLM-like data (bench/llm_data.h) instead of N(0, 1) values. */
+void harness_llm_buffers(clsa_context *ctx, const clsa_shape *s, uint64_t stream, harness_buffers *b);
 /* Reads o back into b->ho. */
 void harness_read_o(harness_buffers *b);
 

@@ -211,7 +211,9 @@ static void test_method(void **state)
     (void)state;
     clsa_shape s = good_shape();
     clsa_sparsity sp;
-    clsa_sparsity_init(&sp, (clsa_method)9);
+    clsa_sparsity_init(&sp, (clsa_method)10);
+    expect_plan_error(&s, &sp, CLSA_ERR_INVALID_METHOD);
+    clsa_sparsity_init(&sp, (clsa_method)-1);
     expect_plan_error(&s, &sp, CLSA_ERR_INVALID_METHOD);
 }
 

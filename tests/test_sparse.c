@@ -5,7 +5,6 @@
  * and empty masks, the one-call pipeline against the per-stage calls, and density.
  */
 #include "harness.h"
-#include "llm_data.h"
 #include "recall.h"
 
 #include <math.h>
@@ -23,17 +22,6 @@ static clsa_plan *make_plan(clsa_context *ctx, const clsa_shape *s, const clsa_s
 }
 
 static clsa_sparsity sale_settings(clsa_method method) { return recall_sparsity(method, harness_small); }
-
-/* Device buffers for s holding seeded LLM-like data. */
-static void llm_buffers(clsa_context *ctx, const clsa_shape *s, uint64_t stream, harness_buffers *b)
-{
-    harness_rng rng = harness_rng_make(stream);
-    harness_buffers_make(ctx, s, &rng, b);
-    llm_data_generate(s, harness_seed ^ stream, b->hq, b->hk, b->hv);
-    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->q, CL_TRUE, 0, b->q_bytes, b->hq, 0, NULL, NULL), CL_SUCCESS);
-    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->k, CL_TRUE, 0, b->k_bytes, b->hk, 0, NULL, NULL), CL_SUCCESS);
-    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->v, CL_TRUE, 0, b->v_bytes, b->hv, 0, NULL, NULL), CL_SUCCESS);
-}
 
 /* ---------------------------------------------------------------- quantization ---------- */
 
@@ -273,7 +261,7 @@ static int64_t check_estimate_on(clsa_context *ctx, clsa_shape s, clsa_sparsity 
 {
     harness_buffers b;
     if (llm)
-        llm_buffers(ctx, &s, stream, &b);
+        harness_llm_buffers(ctx, &s, stream, &b);
     else {
         harness_rng rng = harness_rng_make(stream);
         harness_buffers_make(ctx, &s, &rng, &b);
@@ -420,7 +408,7 @@ static void test_integer_variants_identical(void **state)
         sp.local_tokens = cases[c].local, sp.tau = cases[c].tau, sp.refine_nats = cases[c].refine;
         harness_buffers b;
         if (cases[c].llm)
-            llm_buffers(base, &s, 40 + (uint64_t)c, &b);
+            harness_llm_buffers(base, &s, 40 + (uint64_t)c, &b);
         else {
             harness_rng rng = harness_rng_make(40 + (uint64_t)c);
             harness_buffers_make(base, &s, &rng, &b);
@@ -469,7 +457,7 @@ static void test_recall_vs_oracle(void **state)
     const int64_t L = s.q_len;
     clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
     harness_buffers b;
-    llm_buffers(ctx, &s, RECALL_DATA_STREAM, &b);
+    harness_llm_buffers(ctx, &s, RECALL_DATA_STREAM, &b);
     uint8_t *sale = device_mask(ctx, &s, &sp, &b, NULL, NULL, NULL);
     clsa_sparsity exact = sale_settings(CLSA_METHOD_SALE_EXACT);
     uint8_t *oracle_dev = device_mask(ctx, &s, &exact, &b, NULL, NULL, NULL);
@@ -637,7 +625,7 @@ static void test_pipeline(void **state)
     clsa_shape s = clsa_shape_make(1, 4, 2, L, L, harness_small ? 16 : 64, CLSA_F32, 1);
     clsa_sparsity sp = sale_settings(CLSA_METHOD_SALE);
     harness_buffers b;
-    llm_buffers(ctx, &s, 41, &b);
+    harness_llm_buffers(ctx, &s, 41, &b);
     clsa_plan *plan = make_plan(ctx, &s, &sp);
     cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
     cl_event done = NULL;
