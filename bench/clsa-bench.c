@@ -90,14 +90,20 @@ typedef struct options {
     int layer;
     float *tau_per_head;
     float refine; /* the exact second look's margin in nats; < 0: the library's default */
+    int window, symmetric, xattn_stride, no_forced; /* the other selectors' settings */
     int info;     /* --info: print the device's information and stop */
 } options;
+
+/* Rows of the table: the methods asked for (dense first), then up to two anchors. */
+#define MAX_RESULTS 16
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]\n"
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]\n"
+            "                  (also streaming, sliding[:W], topk[:F], cdf[:F], xattn[:F], with [--window N]\n"
+            "                  [--symmetric] [--xattn-stride N] [--no-forced])\n"
             "                  [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
             "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch,fma]]\n"
@@ -119,7 +125,7 @@ static int64_t parse_int(const char *flag, const char *text)
 static options parse(int argc, char **argv)
 {
     options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0, 0.004f, 32, 256, 64, 32,
-                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL, -1.0f, 0};
+                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL, -1.0f, 1024, 0, 8, 0, 0};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -136,6 +142,10 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--sink")) o.sink = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--local")) o.local = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--refine")) o.refine = strtof(TAKE(), NULL);
+        else if (!strcmp(a, "--window")) o.window = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--symmetric")) o.symmetric = 1;
+        else if (!strcmp(a, "--xattn-stride")) o.xattn_stride = (int)parse_int(a, TAKE());
+        else if (!strcmp(a, "--no-forced")) o.no_forced = 1;
         else if (!strcmp(a, "--block-q")) o.block_q = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--block-k")) o.block_k = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--tau")) o.tau = strtof(TAKE(), NULL);
@@ -410,11 +420,22 @@ static void run_method(bench *b, const char *name, result *res, const float *den
         fprintf(stderr, "clsa-bench: method \"%s\": random:P needs a keep probability P in [0, 1]\n", name);
         exit(2);
     }
+    /* The other selectors by their library names, optionally with their main setting after a colon:
+       topk:F, cdf:F, xattn:F (threshold), sliding:W (window tokens). */
+    char base[16];
+    snprintf(base, sizeof base, "%.*s", (int)strcspn(name, ":"), name);
+    const char *setting = strchr(name, ':');
     clsa_method method = !strcmp(name, "dense") ? CLSA_METHOD_DENSE
                        : !strcmp(name, "sale") || random_mask ? CLSA_METHOD_SALE
                        : !strcmp(name, "oracle") ? CLSA_METHOD_SALE_EXACT : (clsa_method)-1;
-    if ((int)method < 0) {
-        fprintf(stderr, "clsa-bench: unknown method \"%s\" (dense, sale, oracle, random:P)\n", name);
+    if ((int)method < 0 && (clsa_method_from_name(base, &method) != CLSA_SUCCESS || method == CLSA_METHOD_MASK ||
+                            method == CLSA_METHOD_PER_HEAD || method == CLSA_METHOD_SALE ||
+                            method == CLSA_METHOD_DENSE || method == CLSA_METHOD_SALE_EXACT))
+        method = (clsa_method)-1;
+    double value = setting ? strtod(setting + 1, &end) : 0.0;
+    if ((int)method < 0 || (setting && (!end || *end || method == CLSA_METHOD_STREAMING))) {
+        fprintf(stderr, "clsa-bench: unknown method \"%s\" (dense, sale, oracle, random:P, streaming, sliding[:W], "
+                        "topk[:F], cdf[:F], xattn[:F])\n", name);
         exit(2);
     }
     clsa_sparsity_init(&sp, method);
@@ -422,6 +443,16 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     sp.tau_per_head = o->tau_per_head;
     if (o->refine >= 0.0f || o->refine != o->refine) /* NaN reaches the library, which rejects it */
         sp.refine_nats = o->refine;
+    sp.keep_forced = o->no_forced ? 0 : 1;
+    sp.window_tokens = o->window, sp.window_symmetric = o->symmetric, sp.xattn_stride = o->xattn_stride;
+    if (setting && method == CLSA_METHOD_SLIDING)
+        sp.window_tokens = (int32_t)value;
+    if (setting && method == CLSA_METHOD_TOPK)
+        sp.topk = (float)value;
+    if (setting && method == CLSA_METHOD_CDF)
+        sp.cdf_gamma = (float)value;
+    if (setting && method == CLSA_METHOD_XATTN)
+        sp.xattn_threshold = (float)value;
     clsa_plan *plan = NULL;
     clsa_status st = clsa_plan_create(b->ctx, &b->shape, &sp, &plan);
     if (st)
@@ -613,8 +644,8 @@ int main(int argc, char **argv)
     /* Dense runs first: its output and time are what the sparse methods are compared with. */
     char list[256];
     snprintf(list, sizeof list, "%s", o->methods);
-    int want_sparse = strstr(list, "sale") || strstr(list, "oracle");
-    result results[8];
+    int want_sparse = strcmp(list, "dense") != 0; /* any method but dense alone */
+    result results[MAX_RESULTS];
     int nres = 0;
     float *dense_out = NULL;
     double dense_ms = NAN;
@@ -625,7 +656,7 @@ int main(int argc, char **argv)
         clEnqueueReadBuffer(b.queue, b.out, CL_TRUE, 0, b.out_bytes, dense_out, 0, NULL, NULL);
         nres++;
     }
-    for (char *save = NULL, *m = strtok_r(list, ",", &save); m && nres < 8; m = strtok_r(NULL, ",", &save))
+    for (char *save = NULL, *m = strtok_r(list, ",", &save); m && nres < MAX_RESULTS - 2; m = strtok_r(NULL, ",", &save))
         if (strcmp(m, "dense") != 0)
             run_method(&b, m, &results[nres++], dense_out);
     /* Recall against the oracle's mask (computed untimed when oracle was not asked for). */
@@ -653,9 +684,9 @@ int main(int argc, char **argv)
             results[i].recall = in ? (double)found / (double)in : 1.0;
         }
 
-    if ((o->anchors & ANCHOR_CLBLAST) && nres < 8)
+    if ((o->anchors & ANCHOR_CLBLAST) && nres < MAX_RESULTS)
         nres += run_clblast_anchor(&b, &results[nres], dense_out);
-    if ((o->anchors & ANCHOR_TORCH) && nres < 8)
+    if ((o->anchors & ANCHOR_TORCH) && nres < MAX_RESULTS)
         nres += run_torch_anchor(&b, &results[nres], dense_out);
     const double sgemm = o->sgemm > 0 ? bench_sgemm_gflops(o->sgemm, 3) : -1.0;
     /* The device's own f32 ([0]) and f16 ([1]) FMA peaks (bench/fma_peak.h); rc 0: measured. */

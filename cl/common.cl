@@ -271,7 +271,7 @@ static inline bool select_row_begin(int q_heads, int group, int q_len, int kv_le
     if (r->qb >= num_q_blocks)
         return false;
     const long b = bh / q_heads;
-    r->h = (int)(bh % q_heads);
+    r->h = (int)(bh - b * q_heads); /* not %: oclgrind cannot follow the freeze that / with % becomes */
     r->kv_len = kv_len;
     r->mask_row = bh * num_q_blocks + r->qb;
     r->q_at = b * q_sb + r->h * q_sh;

@@ -5,8 +5,6 @@
  * order until their mass reaches cdf_gamma of the row's total. Rules in clsa.h (clsa_sparsity).
  * Defines: those of cl/common.cl's block selectors.
  */
-#define GROUPS16 ((HEAD_DIM + 15) / 16)
-
 /* The mean of each key block's keys (inside the tensor), per batch and kv head:
    pool[(bhk * num_key_blocks + kb) * HEAD_DIM_PADDED + c]. Global size (num_key_blocks, B*Hkv). */
 __kernel void pool_keys(int kv_heads, int kv_len, int num_key_blocks, __global const STORAGE *k, long k_sb, long k_sh,
@@ -16,17 +14,20 @@ __kernel void pool_keys(int kv_heads, int kv_len, int num_key_blocks, __global c
     const long bhk = get_global_id(1);
     if (kb >= num_key_blocks)
         return;
-    const long at = (bhk / kv_heads) * k_sb + (bhk % kv_heads) * k_sh;
+    const long b = bhk / kv_heads;
+    const long at = b * k_sb + (bhk - b * kv_heads) * k_sh; /* not %: see select_row_begin */
     const int first = kb * BLOCK_K, end = min(first + BLOCK_K, kv_len);
-    float16 sum[GROUPS16];
-    for (int g = 0; g < GROUPS16; ++g)
-        sum[g] = (float16)(0.0f);
-    for (int j = first; j < end; ++j)
-        for (int g = 0; g < GROUPS16; ++g)
-            sum[g] += load_group(k, at + j * k_st, g);
     __global float *out = ws_f32(ws, pool_at) + (bhk * num_key_blocks + kb) * HEAD_DIM_PADDED;
-    for (int g = 0; g < GROUPS16; ++g)
-        vstore16(sum[g] / (float)(end - first), g, out);
+    /* Channel by channel: the block's keys stay in the cache, and oclgrind 21.10 loses track of
+       private float16 arrays (it took a vector sum here for uninitialized). */
+    for (int c = 0; c < HEAD_DIM; ++c) {
+        float sum = 0.0f;
+        for (long row = at + first * k_st, stop = at + end * k_st; row < stop; row += k_st)
+            sum += load_elem(k, row + c);
+        out[c] = sum / (float)(end - first);
+    }
+    for (int c = HEAD_DIM; c < HEAD_DIM_PADDED; ++c)
+        out[c] = 0.0f;
 }
 
 /* Global size (num_q_blocks, B*Hq); scores_at holds num_key_blocks floats per mask row. Serves the
@@ -42,13 +43,14 @@ __kernel void select_pooled(SELECT_ARGS, long pool_at, long scores_at, long meth
         WRITE_MASK_ROW(r, kb, false);
         return;
     }
-    /* The block's mean query, in log2 units (scores go through exp2). */
-    float16 mean_q[GROUPS16];
-    for (int g = 0; g < GROUPS16; ++g)
-        mean_q[g] = (float16)(0.0f);
+    /* The block's mean query, in log2 units (scores go through exp2). Scalar loops, as in
+       pool_keys: this is O(num_key_blocks * HEAD_DIM) per row. */
+    float mean_q[HEAD_DIM];
+    for (int c = 0; c < HEAD_DIM; ++c)
+        mean_q[c] = 0.0f;
     for (int i = r.row_first; i <= r.row_last; ++i)
-        for (int g = 0; g < GROUPS16; ++g)
-            mean_q[g] += load_group(q, r.q_at + i * q_st, g);
+        for (int c = 0; c < HEAD_DIM; ++c)
+            mean_q[c] += load_elem(q, r.q_at + i * q_st + c);
     const float to_log2 = scale_log2e / (float)(r.row_last - r.row_first + 1);
     const int n = r.visible_blocks;
     __global const float *pool = ws_f32(ws, pool_at) + r.bhk * num_key_blocks * HEAD_DIM_PADDED;
@@ -56,10 +58,10 @@ __kernel void select_pooled(SELECT_ARGS, long pool_at, long scores_at, long meth
     float m = -INFINITY;
     bool finite = true;
     for (int kb = 0; kb < n; ++kb) {
-        float16 acc = (float16)(0.0f);
-        for (int g = 0; g < GROUPS16; ++g)
-            acc = fma(mean_q[g], vload16(g, pool + kb * HEAD_DIM_PADDED), acc);
-        p[kb] = hsum16(acc) * to_log2;
+        float dot = 0.0f;
+        for (int c = 0; c < HEAD_DIM; ++c)
+            dot = fma(mean_q[c], pool[kb * HEAD_DIM_PADDED + c], dot);
+        p[kb] = dot * to_log2;
         finite = finite && isfinite(p[kb]);
         m = fmax(m, p[kb]);
     }

@@ -28,13 +28,24 @@ static int teardown(void **state)
     return 0;
 }
 
-static clsa_plan *make_plan(const clsa_shape *s, const clsa_sparsity *sp)
+static clsa_plan *make_plan_in(clsa_context *c, const clsa_shape *s, const clsa_sparsity *sp)
 {
     clsa_plan *plan = NULL;
-    clsa_status st = clsa_plan_create(ctx, s, sp, &plan);
+    clsa_status st = clsa_plan_create(c, s, sp, &plan);
     if (st)
-        fail_msg("plan: %s", clsa_context_last_error(ctx));
+        fail_msg("plan: %s", clsa_context_last_error(c));
     return plan;
+}
+static clsa_plan *make_plan(const clsa_shape *s, const clsa_sparsity *sp) { return make_plan_in(ctx, s, sp); }
+
+/* The context of one plan: under oclgrind a fresh one, because oclgrind 21.10 takes the arguments of
+   kernels made from a program that an earlier (released) kernel came from for uninitialized (the
+   Python suite runs each test in a fresh context for the same reason); elsewhere the shared one. */
+static clsa_context *plan_context(void) { return harness_small ? harness_context(CLSA_STYLE_CPU) : ctx; }
+static void plan_context_release(clsa_context *c)
+{
+    if (c != ctx)
+        clsa_context_release(c);
 }
 
 static const clsa_sparsity *head_settings(const clsa_sparsity *sp, int64_t h)
@@ -42,15 +53,39 @@ static const clsa_sparsity *head_settings(const clsa_sparsity *sp, int64_t h)
     return sp->method == CLSA_METHOD_PER_HEAD ? &sp->per_head[h] : sp;
 }
 
+/* The mask of a SALE-only plan with sp's blocks, sink and local and threshold tau, on the same
+   data as check_plan's (the same stream): what a per-head plan's SALE heads must keep. */
+static uint8_t *sale_alone_mask(const clsa_shape *s, const clsa_sparsity *sp, float tau, uint64_t stream)
+{
+    clsa_context *c = plan_context();
+    harness_buffers b;
+    harness_llm_buffers(c, s, stream, &b);
+    clsa_sparsity alone = *sp;
+    alone.method = CLSA_METHOD_SALE;
+    alone.per_head = NULL;
+    alone.tau = tau;
+    clsa_plan *plan = make_plan_in(c, s, &alone);
+    cl_mem ws = harness_new_buffer(c, clsa_plan_workspace_size(plan), NULL);
+    assert_int_equal(clsa_attention(plan, b.queue, b.q, b.k, b.v, b.o, ws, 0, NULL, NULL), CLSA_SUCCESS);
+    assert_int_equal(clFinish(b.queue), CL_SUCCESS);
+    uint8_t *mask = harness_workspace_bitmap(b.queue, plan, ws);
+    clReleaseMemObject(ws);
+    clsa_plan_release(plan);
+    harness_buffers_release(&b);
+    plan_context_release(c);
+    return mask;
+}
+
 /* Runs one plan through clsa_attention on LLM-like data, checks each head's mask against its rule
    (SALE heads against a SALE-only plan's mask, when sale_check) and the output against the float64
    reference on the device's mask. Returns the density of the mask's visible blocks. */
 static double check_plan(const char *what, const clsa_shape *s, const clsa_sparsity *sp, uint64_t stream)
 {
+    clsa_context *c = plan_context();
     harness_buffers b;
-    harness_llm_buffers(ctx, s, stream, &b);
-    clsa_plan *plan = make_plan(s, sp);
-    cl_mem ws = harness_new_buffer(ctx, clsa_plan_workspace_size(plan), NULL);
+    harness_llm_buffers(c, s, stream, &b);
+    clsa_plan *plan = make_plan_in(c, s, sp);
+    cl_mem ws = harness_new_buffer(c, clsa_plan_workspace_size(plan), NULL);
     assert_int_equal(clsa_attention(plan, b.queue, b.q, b.k, b.v, b.o, ws, 0, NULL, NULL), CLSA_SUCCESS);
     assert_int_equal(clFinish(b.queue), CL_SUCCESS);
     uint8_t *got = harness_workspace_bitmap(b.queue, plan, ws);
@@ -65,20 +100,8 @@ static double check_plan(const char *what, const clsa_shape *s, const clsa_spars
         const clsa_sparsity *e = head_settings(sp, h);
         if (e->method == CLSA_METHOD_SALE) {
             /* SALE's own tests cover its rule; here its rows must equal a SALE-only plan's. */
-            if (!sale_mask) {
-                clsa_sparsity alone = *sp;
-                alone.method = CLSA_METHOD_SALE;
-                alone.per_head = NULL;
-                alone.tau = e->tau;
-                clsa_plan *sale = make_plan(s, &alone);
-                cl_mem sale_ws = harness_new_buffer(ctx, clsa_plan_workspace_size(sale), NULL);
-                assert_int_equal(clsa_attention(sale, b.queue, b.q, b.k, b.v, b.o, sale_ws, 0, NULL, NULL),
-                                 CLSA_SUCCESS);
-                assert_int_equal(clFinish(b.queue), CL_SUCCESS);
-                sale_mask = harness_workspace_bitmap(b.queue, sale, sale_ws);
-                clReleaseMemObject(sale_ws);
-                clsa_plan_release(sale);
-            }
+            if (!sale_mask)
+                sale_mask = sale_alone_mask(s, sp, e->tau, stream);
             for (int64_t bt = 0; bt < s->batch; ++bt) {
                 const size_t at = (size_t)((bt * s->q_heads + h) * g.num_q_blocks * g.num_k_blocks);
                 memcpy(must + at, sale_mask + at, (size_t)(g.num_q_blocks * g.num_k_blocks));
@@ -117,6 +140,7 @@ static double check_plan(const char *what, const clsa_shape *s, const clsa_spars
     clReleaseMemObject(ws);
     clsa_plan_release(plan);
     harness_buffers_release(&b);
+    plan_context_release(c);
     return density;
 }
 

@@ -47,7 +47,10 @@ class Shape(C.Structure):
 class Sparsity(C.Structure):
     _fields_ = [("method", C.c_int), ("tau", C.c_float), ("tau_per_head", C.POINTER(C.c_float)),
                 ("sink_tokens", C.c_int32), ("local_tokens", C.c_int32), ("block_q", C.c_int32),
-                ("block_k", C.c_int32), ("refine_nats", C.c_float)]
+                ("block_k", C.c_int32), ("refine_nats", C.c_float), ("keep_forced", C.c_int32),
+                ("window_tokens", C.c_int32), ("window_symmetric", C.c_int32), ("topk", C.c_float),
+                ("cdf_gamma", C.c_float), ("xattn_threshold", C.c_float), ("xattn_stride", C.c_int32),
+                ("per_head", C.c_void_p)]
 
 
 class BlockMask(C.Structure):
