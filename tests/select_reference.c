@@ -167,7 +167,7 @@ static bool antidiagonal_scores(const clsa_shape *s, const clsa_sparsity *p, con
                 has[bg] = true;
             }
             if (has[bg]) {
-                x[bg] *= scale_of(s);
+                x[bg] *= scale_of(s) / (double)S;
                 finite = finite && isfinite(x[bg]);
                 m = fmax(m, x[bg]);
                 any_group = true;

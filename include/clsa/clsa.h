@@ -491,9 +491,9 @@ typedef struct clsa_sparsity {
     /**
      * XATTN (XAttention, arXiv 2503.16428): with stride S = xattn_stride (a power of two from 1
      * to min(block_q, block_k); default 8), query group a (rows S*a .. S*a+S-1) and key group b
-     * (keys S*b .. S*b+S-1) score x(a, b) = scale * sum_r q[S*a + S-1-r] . k[S*b + r] over the
-     * antidiagonal r = 0..S-1, counting only terms whose key the row can see (and rows and keys
-     * inside the tensors). Each group's scores are softmaxed over the groups b with a term; a
+     * (keys S*b .. S*b+S-1) score x(a, b) = scale / S * sum_r q[S*a + S-1-r] . k[S*b + r], the
+     * mean over the antidiagonal r = 0..S-1 (as XAttention's code divides by the stride), counting
+     * only terms whose key the row can see (and rows and keys inside the tensors). Each group's scores are softmaxed over the groups b with a term; a
      * block's score is the sum of its groups' probabilities divided by the number of its query
      * groups that see any key, and the query block keeps blocks in descending order of score
      * until their sum reaches xattn_threshold (in (0, 1], default 0.9; the paper uses 0.8-0.9),
@@ -601,9 +601,10 @@ CLSA_API clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_
                            cl_event *out_event);
 
 /*
- * For CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT plans, clsa_attention runs the whole pipeline:
- * clsa_quantize, clsa_estimate_mask (into the workspace) and clsa_attention_masked, chained by
- * events. CLSA_METHOD_MASK plans need clsa_attention_masked (CLSA_ERR_WRONG_PLAN here).
+ * For plans whose mask a selector writes (every method but DENSE and MASK), clsa_attention runs
+ * the whole pipeline: clsa_quantize (when some head is SALE), clsa_estimate_mask (every selector
+ * of the plan, into the workspace's mask) and clsa_attention_masked, chained by events.
+ * CLSA_METHOD_MASK plans need clsa_attention_masked (CLSA_ERR_WRONG_PLAN here).
  */
 
 /**
@@ -682,7 +683,8 @@ typedef struct clsa_quant_layout {
 CLSA_API clsa_status clsa_plan_quant_layout(const clsa_plan *plan, clsa_quant_layout *out);
 
 /**
- * Stage 1 of SALE (CLSA_METHOD_SALE and CLSA_METHOD_SALE_EXACT plans): token means, int4 codes,
+ * Stage 1 of SALE (plans with SALE heads: CLSA_METHOD_SALE, or CLSA_METHOD_PER_HEAD with a SALE
+ * head; CLSA_ERR_WRONG_PLAN otherwise, also for the exact-score oracle): token means, int4 codes,
  * per-token scales and the per-key corrections of q and k, into the workspace (not NULL here).
  * Workspace layout of the codes (for inspection; see clsa_plan_quant_layout):
  *   q codes: [B*Hq][q_len][head_dim_even / 2] bytes, row-major;
@@ -694,9 +696,11 @@ CLSA_API clsa_status clsa_quantize(clsa_plan *plan, cl_command_queue queue, cl_m
                           cl_uint num_wait, const cl_event *wait_list, cl_event *out_event);
 
 /**
- * Stage 2 of SALE: exact sink/local statistics per row, then the block decisions, written as a
- * block mask to `mask` (NULL: the workspace's own mask). Needs clsa_quantize's output in the
- * same workspace. No host round trip.
+ * The selection stage: every selector of the plan writes its heads' rows of the block mask to
+ * `mask` (NULL: the workspace's own mask); for any method but DENSE and MASK (CLSA_ERR_WRONG_PLAN).
+ * SALE: exact sink/local statistics per row, then the block decisions; it needs clsa_quantize's
+ * output in the same workspace. The other selectors need nothing before (they keep their own
+ * scratch, such as pooled key means, in the workspace). No host round trip.
  */
 CLSA_API clsa_status clsa_estimate_mask(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl_mem k, cl_mem workspace,
                                const clsa_block_mask *mask, cl_uint num_wait, const cl_event *wait_list,
