@@ -91,6 +91,8 @@ typedef struct options {
     float *tau_per_head;
     float refine; /* the exact second look's margin in nats; < 0: the library's default */
     int window, symmetric, xattn_stride, no_forced; /* the other selectors' settings */
+    float value_prune; /* "+v" methods: clsa_shape.value_prune (0: 1e-3 when value_bits is set) */
+    int value_bits;
     int info;     /* --info: print the device's information and stop */
 } options;
 
@@ -103,7 +105,8 @@ static void usage(void)
             "usage: clsa-bench [--seq N] [--kv-seq N] [--batch N] [--heads N] [--kv-heads N] [--head-dim N]\n"
             "                  [--dtype f32|f16|bf16] [--causal|--no-causal] [--method dense,sale,oracle,random:P]\n"
             "                  (also streaming, sliding[:W], topk[:F], cdf[:F], xattn[:F], with [--window N]\n"
-            "                  [--symmetric] [--xattn-stride N] [--no-forced])\n"
+            "                  [--symmetric] [--xattn-stride N] [--no-forced]; any method+v prunes attention\n"
+            "                  values with [--value-prune T] [--value-bits B])\n"
             "                  [--tau T] [--tau-file F [--layer N]] [--sink N] [--local N] [--block-q N] [--block-k N] [--refine NATS]\n"
             "                  [--data random|llm|sparse|npy:DIR] [--repeat N] [--warmup N] [--check] [--json FILE]\n"
             "                  [--device SEL] [--style cpu|gpu] [--sgemm N] [--anchors[=clblast,torch,fma]]\n"
@@ -125,7 +128,7 @@ static int64_t parse_int(const char *flag, const char *text)
 static options parse(int argc, char **argv)
 {
     options o = {4096, 0, 1, 1, 0, 128, CLSA_F32, 1, 5, 1, 0, 1024, 0, 0.004f, 32, 256, 64, 32,
-                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL, -1.0f, 1024, 0, 8, 0, 0};
+                 "dense", NULL, NULL, NULL, "random", NULL, 0, NULL, -1.0f, 1024, 0, 8, 0, 0.0f, 0, 0};
     for (int i = 1; i < argc; ++i) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -146,6 +149,8 @@ static options parse(int argc, char **argv)
         else if (!strcmp(a, "--symmetric")) o.symmetric = 1;
         else if (!strcmp(a, "--xattn-stride")) o.xattn_stride = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--no-forced")) o.no_forced = 1;
+        else if (!strcmp(a, "--value-prune")) o.value_prune = strtof(TAKE(), NULL);
+        else if (!strcmp(a, "--value-bits")) o.value_bits = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--block-q")) o.block_q = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--block-k")) o.block_k = (int)parse_int(a, TAKE());
         else if (!strcmp(a, "--tau")) o.tau = strtof(TAKE(), NULL);
@@ -230,6 +235,7 @@ typedef struct result {
     char method[16];
     int sparse, anchor;
     double time_ms, quant_ms, estimate_ms, attend_ms, gflops, density, rel_l1, max_abs, recall, max_rel_err;
+    double pruned; /* "+v" methods: the fraction of probabilities value pruning zeroed; NaN otherwise */
     double *head_rel_l1; /* per query head (over batch), for sparse methods and anchors */
     uint8_t *bitmap; /* kept blocks, for recall */
     torch_sdpa_run torch; /* the torch anchor's version, threads and kernel */
@@ -407,11 +413,23 @@ static void compare_to_dense(const bench *b, const void *out, const float *dense
     free(diff), free(ref);
 }
 
-static void run_method(bench *b, const char *name, result *res, const float *dense_out)
+static void run_method(bench *b, const char *full_name, result *res, const float *dense_out)
 {
     const options *o = &b->o;
     memset(res, 0, sizeof *res);
-    snprintf(res->method, sizeof res->method, "%s", name);
+    snprintf(res->method, sizeof res->method, "%s", full_name);
+    res->pruned = NAN;
+    /* "+v": the method with attention-value pruning (--value-prune, --value-bits). */
+    char name[32];
+    snprintf(name, sizeof name, "%s", full_name);
+    const size_t len = strlen(name);
+    const bool value_pruned = len > 2 && !strcmp(name + len - 2, "+v");
+    clsa_shape shape = b->shape;
+    if (value_pruned) {
+        name[len - 2] = '\0';
+        shape.value_prune = o->value_prune > 0.0f || o->value_bits == 0 ? o->value_prune : 1e-3f;
+        shape.value_bits = o->value_bits;
+    }
     clsa_sparsity sp;
     const bool random_mask = !strncmp(name, "random:", 7);
     char *end = NULL;
@@ -454,7 +472,7 @@ static void run_method(bench *b, const char *name, result *res, const float *den
     if (setting && method == CLSA_METHOD_XATTN)
         sp.xattn_threshold = (float)value;
     clsa_plan *plan = NULL;
-    clsa_status st = clsa_plan_create(b->ctx, &b->shape, &sp, &plan);
+    clsa_status st = clsa_plan_create(b->ctx, &shape, &sp, &plan);
     if (st)
         die(b->ctx, st, "clsa_plan_create");
     cl_int err = CL_SUCCESS;
@@ -491,11 +509,13 @@ static void run_method(bench *b, const char *name, result *res, const float *den
         free(density);
         res->bitmap = read_bitmap(b, plan, a.ws);
     }
+    if (value_pruned && (st = clsa_pruned_fraction(plan, b->queue, a.ws, &res->pruned, NULL)))
+        die(b->ctx, st, "clsa_pruned_fraction");
     float *out = xmalloc(b->out_bytes);
     clEnqueueReadBuffer(b->queue, b->out, CL_TRUE, 0, b->out_bytes, out, 0, NULL, NULL);
     if (dense_out)
         compare_to_dense(b, out, dense_out, res);
-    if (o->check) {
+    if (o->check && !value_pruned) { /* the float64 reference does not prune: tests/test_value_prune.c checks that */
         const clsa_shape *ps = clsa_plan_shape(plan);
         double *want = xmalloc(sizeof(double) * (size_t)(b->out_bytes / clsa_dtype_size(b->shape.dtype)));
         ref_attention(ps, b->hq, b->hk, b->hv, res->bitmap, o->block_q, o->block_k, want);
@@ -729,7 +749,11 @@ int main(int argc, char **argv)
                    results[i].method, (results[i].quant_ms + results[i].estimate_ms) / dense_ms,
                    results[i].attend_ms / (dense_ms * results[i].density));
     for (int i = 0; i < nres; ++i)
-        if (results[i].sparse && results[i].head_rel_l1) {
+        if (!isnan(results[i].pruned))
+            printf("%s: value pruning zeroed %.4f of the probabilities; rel_l1 to dense %.4g\n", results[i].method,
+                   results[i].pruned, results[i].rel_l1);
+    for (int i = 0; i < nres; ++i)
+        if ((results[i].sparse || !isnan(results[i].pruned)) && results[i].head_rel_l1) {
             printf("%s: rel_l1 per query head:", results[i].method);
             for (int64_t h = 0; h < b.shape.q_heads; ++h)
                 printf(" %.4g", results[i].head_rel_l1[h]);

@@ -23,6 +23,10 @@
  *   SPARSE: BLOCK_Q, BLOCK_K (a work-item's or work-group's rows lie in one query block)
  *   QK_HALF: 1 multiplies Q and K in half precision, each product added to an f32 score
  *   (clsa_shape.qk_half; needs cl_khr_fp16, USE_FP16)
+ *   VALUE_PRUNE: 1 prunes (and with VALUE_BITS 1..8 log-quantizes) the probabilities
+ *   (clsa_shape.value_prune, value_bits): two passes over the keys, the first for each row's
+ *   exact max and sum only, the second forming p = 2^(s - m) / l, pruning it and multiplying by V;
+ *   each row's counts of pruned and seen probabilities go to value_counts.
  */
 
 #if QK_HALF
@@ -33,6 +37,28 @@
 #else
 #define QK_TERM(q, k, acc) fma((q), (k), (acc))
 #define QK_TERM16(q, k, acc) fma((float16)(q), (k), (acc))
+#endif
+
+#if VALUE_PRUNE
+#define VALUE_ARGS                                                                                 \
+    , float value_t, float value_min_exp, float value_base, float value_max_k, __global uint *value_counts, \
+        long value_counts_at
+/* Ji et al.'s rule on probabilities p (float or float16): 0 below value_t; above, p itself or,
+   with VALUE_BITS, the middle (in the log domain) of its bin among 2^bits - 1 log-uniform bins on
+   [value_t, 1]. NaN stays NaN (p < t is false, and the level is not taken for it). */
+#if VALUE_BITS
+#define VALUE_KEPT(p)                                                                              \
+    select(exp2(value_min_exp +                                                                    \
+                (clamp(floor((log2(p) - value_min_exp) / value_base), 0.0f, value_max_k) + 0.5f) * value_base), \
+           (p), isnan(p))
+#else
+#define VALUE_KEPT(p) (p)
+#endif
+#define VALUE_RULE(p) select(VALUE_KEPT(p), (p)*0.0f, (p) < value_t)
+/* Where a row's two counts (pruned, seen) go. */
+#define VALUE_COUNTS(bh, row) (value_counts + value_counts_at + 2 * ((long)(bh) * q_len + (row)))
+#else
+#define VALUE_ARGS
 #endif
 
 #if SPARSE
@@ -80,11 +106,24 @@ static inline void load_query(__global const STORAGE *q, long qo, int row, int q
    non-finite score has l NaN and keeps it. */
 static inline float inverse_sum(float l) { return l == 0.0f ? 0.0f : 1.0f / l; }
 
+#if VALUE_PRUNE
+/* The sum of a count's 16 lanes. */
+static inline uint hsum_ints(int16 x)
+{
+    int t[16];
+    vstore16(x, 0, t);
+    uint sum = 0;
+    for (int i = 0; i < 16; ++i)
+        sum += (uint)t[i];
+    return sum;
+}
+#endif
+
 #define ATTENTION_ARGS                                                                             \
     __global const STORAGE *q, long q_sb, long q_sh, long q_st, __global const float *workspace,   \
         long kt_at, long v_at, __global STORAGE *o, long o_sb, long o_sh, long o_st,               \
         int q_heads, int group, int q_len, int kv_len, int kv_len_padded, int causal,              \
-        float scale_log2e MASK_ARGS
+        float scale_log2e MASK_ARGS VALUE_ARGS
 
 #ifdef KERNEL_STYLE_CPU
 /*
@@ -161,6 +200,17 @@ __kernel void attention(ATTENTION_ARGS)
     }
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const int key_end = max_limit + 1;
+#if VALUE_PRUNE
+    /* Two passes over the same keys: the first finds m and l (acc untouched), the second forms
+       p = 2^(s - m) / l, prunes it and multiplies by V, counting per lane what it pruned and saw. */
+    int16 pruned[R], seen[R];
+    float16 inv_l[R];
+    for (int r = 0; r < R; ++r)
+        pruned[r] = seen[r] = (int16)(0);
+    for (int pass = 0; pass < 2; ++pass) {
+        for (int r = 0; pass == 1 && r < R; ++r)
+            inv_l[r] = (float16)(inverse_sum(hsum16(l[r])));
+#endif
 #if SPARSE
     /* Sparse: the kept blocks in tiles of TILE_BLOCKS (about KEY_TILE keys, as dense's tiles) with a
        barrier after each, so that the work-group's work-items (the rows of one query block, which
@@ -231,14 +281,33 @@ __kernel void attention(ATTENTION_ARGS)
                chunks is rare: the horizontal maxima and the rescaling of the accumulators are
                skipped otherwise (with no score above m, fmax(m, max s) is m and the rescale
                factor 1, so the result is the same). NaN scores compare false and leave m. */
+#if VALUE_PRUNE
+            if (pass == 1) {
+                _Pragma("unroll") for (int r = 0; r < R; ++r) {
+                    const float16 p = exp2(s[r] - (float16)(m[r] == -INFINITY ? 0.0f : m[r])) * inv_l[r];
+                    const int16 visible = (int16)(j0) + lane <= (int16)(limit[r]); /* -1 where true */
+                    seen[r] -= visible;
+                    pruned[r] -= visible & (p < (float16)(value_t));
+                    vstore16(VALUE_RULE(p), 0, ps[r]);
+                }
+                __global const float *vp = vb + (long)j0 * HEAD_DIM_PADDED;
+                if (partial)
+                    accumulate_values(acc, ps, vp, limit, j0, true);
+                else
+                    accumulate_values(acc, ps, vp, limit, j0, false);
+                continue;
+            }
+#endif
             if (any(above))
                 for (int r = 0; r < R; ++r) {
                     const float m_new = fmax(m[r], hmax16(s[r]));
                     if (m_new > m[r]) {
                         const float alpha = exp2(m[r] - m_new);
                         l[r] *= alpha;
+#if !VALUE_PRUNE
                         for (int v = 0; v < NV; ++v)
                             acc[r][v] *= alpha;
+#endif
                         m[r] = m_new;
                     }
                 }
@@ -249,19 +318,31 @@ __kernel void attention(ATTENTION_ARGS)
                 l[r] += p;
                 vstore16(p, 0, ps[r]);
             }
+#if !VALUE_PRUNE
             __global const float *vp = vb + (long)j0 * HEAD_DIM_PADDED;
             if (partial)
                 accumulate_values(acc, ps, vp, limit, j0, true);
             else
                 accumulate_values(acc, ps, vp, limit, j0, false);
+#endif
         }
     }
+#if VALUE_PRUNE
+    } /* the passes */
+#endif
 
     for (int r = 0; r < R; ++r) {
         const int row = row0 + r;
         if (row >= q_len)
             break;
+#if VALUE_PRUNE
+        const float inv = 1.0f; /* the pruned probabilities are not renormalized */
+        __global uint *counts = VALUE_COUNTS(bh, row);
+        counts[0] = hsum_ints(pruned[r]);
+        counts[1] = hsum_ints(seen[r]);
+#else
         const float inv = inverse_sum(hsum16(l[r]));
+#endif
         const long oo = b * o_sb + h * o_sh + (long)row * o_st;
         int v = 0;
         for (; v < HEAD_DIM / 16; ++v)
@@ -307,6 +388,14 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
 #if SPARSE
     const int mask_row = bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + row0 / BLOCK_Q;
 #endif
+#if VALUE_PRUNE
+    /* Two passes over the same keys (as the CPU style): m and l, then the pruned p times V. */
+    uint pruned = 0, seen = 0;
+    float inv_l = 0.0f;
+    for (int pass = 0; pass < 2; ++pass) {
+        if (pass == 1)
+            inv_l = inverse_sum(l);
+#endif
     FOR_EACH_KEY_RANGE(mask_row, key_end, start, end)
     {
         for (int j0 = start; j0 < end; j0 += KEY_TILE) {
@@ -330,24 +419,51 @@ __kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1))) void attention(
             const float m_new = fmax(m, mx);
             if (j0 > limit)
                 continue; /* the tile holds no key this row sees; the barriers stay uniform */
-            const float alpha = exp2(m - m_new);
-            for (int c = 0; c < HEAD_DIM; ++c)
-                acc[c] *= alpha;
-            float tile_sum = 0.0f; /* summed per tile first: a long running sum loses accuracy */
             /* Keys past the row's last visible key are left out, not weighted by 0: 0 x Inf is NaN. */
             const int visible = min(limit - j0 + 1, KEY_TILE);
+#if VALUE_PRUNE
+            if (pass == 1) {
+                for (int j = 0; j < visible; ++j) {
+                    const float p = exp2(s[j] - (m == -INFINITY ? 0.0f : m)) * inv_l;
+                    pruned += p < value_t;
+                    const float kept = VALUE_RULE(p);
+                    for (int c = 0; c < HEAD_DIM; ++c)
+                        acc[c] = fma(kept, vs[j][c], acc[c]);
+                }
+                seen += visible;
+                continue;
+            }
+#endif
+            const float alpha = exp2(m - m_new);
+#if !VALUE_PRUNE
+            for (int c = 0; c < HEAD_DIM; ++c)
+                acc[c] *= alpha;
+#endif
+            float tile_sum = 0.0f; /* summed per tile first: a long running sum loses accuracy */
             for (int j = 0; j < visible; ++j) {
                 const float p = exp2(s[j] - m_new);
                 tile_sum += p;
+#if !VALUE_PRUNE
                 for (int c = 0; c < HEAD_DIM; ++c)
                     acc[c] = fma(p, vs[j][c], acc[c]);
+#endif
             }
             l = fma(l, alpha, tile_sum);
             m = m_new;
         }
     }
+#if VALUE_PRUNE
+    } /* the passes */
+#endif
     if (row < q_len) {
+#if VALUE_PRUNE
+        const float inv = 1.0f; /* the pruned probabilities are not renormalized */
+        __global uint *counts = VALUE_COUNTS(bh, row);
+        counts[0] = pruned;
+        counts[1] = seen;
+#else
         const float inv = inverse_sum(l);
+#endif
         const long oo = b * o_sb + h * o_sh + (long)row * o_st;
         for (int c = 0; c < HEAD_DIM; ++c)
             store_elem(o, oo + c, acc[c] * inv);

@@ -122,6 +122,9 @@ clsa_status clsa_attention_init(clsa_context *ctx, const clsa_shape *shape, cons
     /* Half-precision Q.K products (a plan option, clsa_shape.qk_half) need cl_khr_fp16. */
     const unsigned features = shape->qk_half ? CLSA_FEATURE_FP16 : 0;
     clsa_define(&d, "QK_HALF", shape->qk_half ? 1 : 0);
+    /* Value pruning and log quantization (clsa_shape.value_prune, value_bits): the two-pass form. */
+    clsa_define(&d, "VALUE_PRUNE", shape->value_prune > 0.0f ? 1 : 0);
+    clsa_define(&d, "VALUE_BITS", shape->value_bits);
     const char *const names[1] = {"attention"};
     cl_kernel *const kernels[1] = {&out->kernel};
     clsa_status st = clsa_stage_kernels(ctx, "attention", clsa_cl_attention, shape, features, &d, names, kernels, 1);
@@ -156,6 +159,20 @@ clsa_status clsa_attention_enqueue(const clsa_attention_stage *stage, const clsa
         cl_int nkb = (cl_int)plan->mask.num_k_blocks;
         clsa_arg_mask(&a, mask);
         CLSA_ARG(&a, nkb);
+    }
+    if (s->value_prune > 0.0f) {
+        /* The rule's constants (clsa.h, clsa_shape.value_bits), computed once in double. */
+        const double min_exp = log2((double)s->value_prune);
+        const double levels = s->value_bits ? (double)((1 << s->value_bits) - 1) : 1.0;
+        cl_float t = s->value_prune, min_exp_f = (cl_float)min_exp, base = (cl_float)(-min_exp / levels);
+        cl_float max_k = (cl_float)(levels - 1.0);
+        cl_long counts_at = (cl_long)(plan->value_counts_at / 4);
+        CLSA_ARG(&a, t);
+        CLSA_ARG(&a, min_exp_f);
+        CLSA_ARG(&a, base);
+        CLSA_ARG(&a, max_k);
+        CLSA_ARG(&a, workspace);
+        CLSA_ARG(&a, counts_at);
     }
     if (a.err)
         return clsa_fail(plan->ctx, (clsa_status)a.err, "setting attention argument %u", a.index - 1);

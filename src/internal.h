@@ -316,6 +316,7 @@ struct clsa_plan {
     bool uses[CLSA_METHOD_COUNT]; /* the methods some head uses */
     clsa_selector_state selector[CLSA_METHOD_COUNT];
     cl_mem head_settings;         /* int [q_heads][CLSA_HEAD_SETTINGS], or NULL */
+    size_t value_counts_at;       /* value pruning: uint [B*Hq*q_len][2], pruned and seen per row */
     size_t mask_counts_at, mask_indices_at; /* the workspace's own mask, bytes */
     cl_mem head_log2_tau;         /* f32 [q_heads]: log2(tau), -inf for a dense head */
     size_t workspace_bytes;

@@ -199,6 +199,8 @@ static clsa_status lay_out_workspace(clsa_plan *plan)
     for (const clsa_selector *const *sel = clsa_selectors; ok && *sel; ++sel)
         if (plan->uses[(*sel)->method] && (*sel)->lay_out)
             ok = (*sel)->lay_out(plan, &plan->selector[(*sel)->method], &offset);
+    if (ok && s->value_prune > 0.0f)
+        ok = clsa_workspace_region(&plan->value_counts_at, &offset, bq, s->q_len, 2, 4);
     if (ok && is_sparse(plan)) {
         clsa_mask_geometry *m = &plan->mask;
         ok = clsa_workspace_region(&plan->mask_counts_at, &offset, m->rows, 1, 1, 4) &&
@@ -561,6 +563,51 @@ clsa_status clsa_attention(clsa_plan *plan, cl_command_queue queue, cl_mem q, cl
     if (selected)
         clReleaseEvent(selected);
     return st;
+}
+
+clsa_status clsa_pruned_fraction(clsa_plan *plan, cl_command_queue queue, cl_mem workspace, double *fraction,
+                                 double *per_head)
+{
+    if (!plan)
+        return CLSA_ERR_NULL_ARGUMENT;
+    clsa_context *ctx = plan->ctx;
+    clsa_clear_error(ctx);
+    const clsa_shape *s = &plan->shape;
+    if (s->value_prune == 0.0f)
+        return clsa_fail(ctx, CLSA_ERR_WRONG_PLAN, "the plan does not prune attention values (value_prune 0)");
+    if (!queue || !fraction)
+        return clsa_fail(ctx, CLSA_ERR_NULL_ARGUMENT, "queue and fraction are needed");
+    if (!workspace && !plan->own_workspace)
+        return clsa_fail(ctx, CLSA_ERR_WRONG_PLAN, "the workspace is NULL and the plan has run no attention in its own");
+    if (!workspace)
+        workspace = plan->own_workspace;
+    clsa_status st = clsa_check_buffer(ctx, workspace, plan->workspace_bytes, "workspace", CLSA_ERR_WORKSPACE_TOO_SMALL);
+    if (st)
+        return st;
+    const size_t rows = (size_t)(s->batch * s->q_heads * s->q_len), bytes = rows * 2 * sizeof(cl_uint);
+    cl_uint *counts = malloc(bytes);
+    if (!counts)
+        return clsa_fail(ctx, CLSA_ERR_OUT_OF_HOST_MEMORY, "no memory to read the pruning counts");
+    cl_int err = clEnqueueReadBuffer(queue, workspace, CL_TRUE, plan->value_counts_at, bytes, counts, 0, NULL, NULL);
+    if (err) {
+        free(counts);
+        return clsa_fail(ctx, (clsa_status)err, "reading the pruning counts");
+    }
+    double pruned_all = 0.0, seen_all = 0.0;
+    for (int64_t h = 0; h < s->q_heads; ++h) {
+        double pruned = 0.0, seen = 0.0;
+        for (int64_t b = 0; b < s->batch; ++b)
+            for (int64_t i = 0; i < s->q_len; ++i) {
+                const cl_uint *row = counts + 2 * ((b * s->q_heads + h) * s->q_len + i);
+                pruned += row[0], seen += row[1];
+            }
+        if (per_head)
+            per_head[h] = seen > 0 ? pruned / seen : 0.0;
+        pruned_all += pruned, seen_all += seen;
+    }
+    *fraction = seen_all > 0 ? pruned_all / seen_all : 0.0;
+    free(counts);
+    return CLSA_SUCCESS;
 }
 
 clsa_status clsa_mask_density(clsa_plan *plan, cl_command_queue queue, cl_mem workspace,

@@ -117,6 +117,15 @@ clsa_status clsa_shape_validate(clsa_context *ctx, const clsa_shape *s, clsa_ten
     if (clsa_dtype_size(s->dtype) == 0)
         return clsa_fail(ctx, CLSA_ERR_UNKNOWN_DTYPE, "dtype = %d is not CLSA_F32, CLSA_F16 or CLSA_BF16",
                          (int)s->dtype);
+    if (!(s->value_prune >= 0.0f && s->value_prune < 1.0f))
+        return clsa_fail(ctx, CLSA_ERR_INVALID_VALUE_PRUNE, "value_prune = %g: must be from 0 (off) to below 1",
+                         (double)s->value_prune);
+    if (s->value_bits < 0 || s->value_bits > 8)
+        return clsa_fail(ctx, CLSA_ERR_INVALID_VALUE_BITS, "value_bits = %d: must be from 0 (no quantization) to 8",
+                         s->value_bits);
+    if (s->value_bits > 0 && s->value_prune == 0.0f)
+        return clsa_fail(ctx, CLSA_ERR_INVALID_VALUE_PRUNE,
+                         "value_bits = %d needs value_prune > 0: the levels lie on [value_prune, 1]", s->value_bits);
     if (s->qk_half && s->dtype == CLSA_F32)
         return clsa_fail(ctx, CLSA_ERR_INVALID_PRECISION,
                          "qk_half needs f16 or bf16 storage: f32 inputs would lose 13 bits before the product");

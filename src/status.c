@@ -45,6 +45,8 @@ const char *clsa_status_string(clsa_status status)
         NAME(CLSA_ERR_INVALID_PRECISION)
         NAME(CLSA_ERR_INVALID_MASK_COUNT)
         NAME(CLSA_ERR_INVALID_SELECTOR)
+        NAME(CLSA_ERR_INVALID_VALUE_PRUNE)
+        NAME(CLSA_ERR_INVALID_VALUE_BITS)
         /* OpenCL 1.2 codes, passed through. */
         NAME(CL_DEVICE_NOT_FOUND)
         NAME(CL_DEVICE_NOT_AVAILABLE)

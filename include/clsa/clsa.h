@@ -161,6 +161,8 @@ typedef enum clsa_status {
     CLSA_ERR_INVALID_MASK_COUNT = -2024,   /**< a block-mask count is negative or above the key blocks */
     CLSA_ERR_INVALID_REFINE = -2025,       /**< clsa_sparsity.refine_nats is negative, above 16, or NaN */
     CLSA_ERR_INVALID_PRECISION = -2026,    /**< clsa_shape.qk_half with f32 storage */
+    CLSA_ERR_INVALID_VALUE_PRUNE = -2027,  /**< clsa_shape.value_prune is negative, >= 1 or NaN, or 0 with value_bits */
+    CLSA_ERR_INVALID_VALUE_BITS = -2028,   /**< clsa_shape.value_bits is not 0 to 8 */
     CLSA_ERR_INVALID_SELECTOR = -2030,     /**< a block selector's setting is out of range (window, topk, ...) */
 } clsa_status;
 
@@ -358,6 +360,26 @@ typedef struct clsa_shape {
      * values beyond half's range overflow. The estimator is unaffected.
      */
     int qk_half;
+    /**
+     * Attention-value pruning (Ji et al., ACL Findings 2021; DESIGN.md section 4), for dense and
+     * every sparse method: with t = value_prune in (0, 1), each attention probability
+     * p = exp(s - m) / l < t becomes 0, and the kept ones are not renormalized:
+     * O = sum_j p'_j V_j. p is exact: the kernels first find each row's m and l (a first pass over
+     * its keys), then form p, prune it and multiply by V (a second pass), so pruning costs one
+     * more pass of scores. 0 (the default) is off. clsa_pruned_fraction reports the fraction of
+     * probabilities pruned, counted on the device.
+     */
+    float value_prune;
+    /**
+     * With value_prune t > 0: 0 keeps the unpruned p as it is; 1 to 8 quantizes it to b bits on a
+     * log scale: zero is one code (p < t), and the other 2^b - 1 levels are log-uniform on [t, 1]:
+     * with min_exp = log2(t) and base = -min_exp / (2^b - 1), k = floor((log2 p - min_exp) / base)
+     * clamped to [0, 2^b - 2], and p' = 2^(min_exp + (k + 0.5) base), the middle of its bin in the
+     * log domain (b = 3, t = 1e-3: 0.00164, 0.00439, 0.0118, 0.0316, 0.0848, 0.228, 0.611). In f32,
+     * a p within rounding of a bin edge may land in either bin. value_bits > 0 needs value_prune > 0
+     * (CLSA_ERR_INVALID_VALUE_PRUNE); clsa-run uses t = 1e-3 when only the bits are given.
+     */
+    int32_t value_bits;
 } clsa_shape;
 
 /** A contiguous [B, H, L, D] shape with default scale, non-causal. Fill the rest as needed. */
@@ -645,6 +667,17 @@ typedef struct clsa_mask_geometry {
     size_t counts_bytes;  /**< 4 * rows */
     size_t indices_bytes; /**< 4 * rows * num_k_blocks */
 } clsa_mask_geometry;
+
+/**
+ * The fraction of attention probabilities that the last attention call in `workspace` (NULL: the
+ * plan's own) pruned, of all those its rows saw (the visible keys of the blocks their mask keeps),
+ * as counted by the attention kernels; per_head (NULL, or q_heads entries) receives each query
+ * head's fraction over the batch. Blocks until the read is done, so call it after the attention
+ * call's work. CLSA_ERR_WRONG_PLAN for a plan without value pruning, or with a NULL workspace
+ * before the plan allocated its own.
+ */
+CLSA_API clsa_status clsa_pruned_fraction(clsa_plan *plan, cl_command_queue queue, cl_mem workspace, double *fraction,
+                                          double *per_head);
 
 /** The mask geometry of a sparse plan (CLSA_ERR_WRONG_PLAN for a dense plan). */
 CLSA_API clsa_status clsa_plan_mask_geometry(const clsa_plan *plan, clsa_mask_geometry *out);

@@ -41,7 +41,7 @@ class Shape(C.Structure):
     _fields_ = [("batch", C.c_int64), ("q_heads", C.c_int64), ("kv_heads", C.c_int64), ("q_len", C.c_int64),
                 ("kv_len", C.c_int64), ("head_dim", C.c_int64), ("dtype", C.c_int), ("causal", C.c_int),
                 ("scale", C.c_float), ("q_strides", Strides), ("k_strides", Strides), ("v_strides", Strides),
-                ("o_strides", Strides), ("qk_half", C.c_int)]
+                ("o_strides", Strides), ("qk_half", C.c_int), ("value_prune", C.c_float), ("value_bits", C.c_int32)]
 
 
 class Sparsity(C.Structure):
