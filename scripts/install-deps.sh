@@ -3,7 +3,8 @@
 # As root (or with password-less sudo) it installs them; otherwise it names what to install.
 set -euo pipefail
 packages=(gcc pkg-config meson ninja-build python3 ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
-          libxxhash-dev libcmocka-dev oclgrind libopenblas-dev libclblast-dev gnuplot-nox clinfo clang libclang-rt-14-dev python3-venv)
+          libxxhash-dev libcmocka-dev oclgrind libopenblas-dev libclblast-dev gnuplot-nox clinfo clang libclang-rt-14-dev python3-venv
+          libpng-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
