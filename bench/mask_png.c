@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct canvas {
     int width, height;
@@ -60,22 +59,10 @@ static int64_t tick_step(int64_t span, int most)
         }
 }
 
-static int save(const char *path, const canvas *c, char *err, size_t err_size)
+/* Writes the canvas to f as an 8-bit RGB PNG. */
+static int save(FILE *f, const canvas *c, char *err, size_t err_size)
 {
-    const char *slash = strrchr(path, '/');
-    char tmp[4096];
-    const int dir_len = slash ? (int)(slash - path + 1) : 0;
-    if (snprintf(tmp, sizeof tmp, "%.*s.%s.XXXXXX", dir_len, path, slash ? slash + 1 : path) >= (int)sizeof tmp) {
-        snprintf(err, err_size, "%s: path too long", path);
-        return -1;
-    }
-    const int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, err_size, "%s: cannot create a file there: %s", path, strerror(errno));
-        return -1;
-    }
-    FILE *f = fdopen(fd, "wb");
-    png_structp png = f ? png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL) : NULL;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     volatile int rc = -1; /* set after setjmp: volatile, so that a longjmp back keeps it */
     if (info && !setjmp(png_jmpbuf(png))) {
@@ -90,22 +77,18 @@ static int save(const char *path, const canvas *c, char *err, size_t err_size)
     }
     if (png)
         png_destroy_write_struct(&png, info ? &info : NULL);
-    if (f ? fclose(f) != 0 : close(fd) != 0)
+    if (rc == 0 && (fflush(f) != 0 || ferror(f)))
         rc = -1;
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = -1;
-    if (rc != 0) {
-        snprintf(err, err_size, "%s: writing the picture failed: %s", path, strerror(errno));
-        unlink(tmp);
-    }
+    if (rc != 0)
+        snprintf(err, err_size, "writing the picture failed%s%s", errno ? ": " : "", errno ? strerror(errno) : "");
     return rc;
 }
 
-int mask_png_write(const char *path, const uint8_t *cells, int64_t nqb, int64_t nkb, int block_q, int block_k,
+int mask_png_write(FILE *f, const uint8_t *cells, int64_t nqb, int64_t nkb, int block_q, int block_k,
                    int64_t q_len, int64_t kv_len, const char *title, char *err, size_t err_size)
 {
     if (nqb <= 0 || nkb <= 0) {
-        snprintf(err, err_size, "%s: the mask is empty", path);
+        snprintf(err, err_size, "the mask is empty");
         return -1;
     }
     /* Blocks per pixel (downsampling) and pixels per block (magnifying), per axis. */
@@ -114,7 +97,7 @@ int mask_png_write(const char *path, const uint8_t *cells, int64_t nqb, int64_t 
     const int64_t longest = nqb > nkb ? nqb : nkb;
     const int zoom = per_px_q == 1 && per_px_k == 1 && longest < 512 ? (int)(512 / longest) : 1;
     const int mask_h = (int)((nqb + per_px_q - 1) / per_px_q) * zoom, mask_w = (int)((nkb + per_px_k - 1) / per_px_k) * zoom;
-    const int left = 60, top = 30, legend_w = 190;
+    const int left = 60, top = 44, legend_w = 190;
     canvas c = {left + mask_w + 20 + legend_w, top + mask_h + 40, NULL};
     if (c.height < top + 140)
         c.height = top + 140;
@@ -140,7 +123,7 @@ int mask_png_write(const char *path, const uint8_t *cells, int64_t nqb, int64_t 
     static const uint8_t ink[3] = {0, 0, 0};
     fill(&c, left - 1, top - 1, mask_w + 2, 1, ink), fill(&c, left - 1, top + mask_h, mask_w + 2, 1, ink);
     fill(&c, left - 1, top - 1, 1, mask_h + 2, ink), fill(&c, left + mask_w, top - 1, 1, mask_h + 2, ink);
-    text(&c, left, 10, title);
+    text(&c, left, 8, title);
     char label[64];
     const double key_px = (double)mask_w / (double)(nkb * block_k), query_px = (double)mask_h / (double)(nqb * block_q);
     const int64_t kstep = tick_step(kv_len, 6), qstep = tick_step(q_len, 8);
@@ -157,7 +140,7 @@ int mask_png_write(const char *path, const uint8_t *cells, int64_t nqb, int64_t 
         snprintf(label, sizeof label, "%lld", (long long)t);
         text(&c, left - 6 - text_width(label), y - GLYPH_H / 2, label);
     }
-    text(&c, 2, top - 12, "query tokens");
+    text(&c, 2, top - 22, "query tokens");
     /* Legend: each class with its share of the visible blocks. */
     const int64_t visible = nqb * nkb - counts[CELL_HIDDEN];
     int y = top;
@@ -179,7 +162,8 @@ int mask_png_write(const char *path, const uint8_t *cells, int64_t nqb, int64_t 
         text(&c, left + mask_w + 20, y + 20, label);
         text(&c, left + mask_w + 20, y + 32, "(top class shown)");
     }
-    const int rc = save(path, &c, err, err_size);
+    errno = 0;
+    const int rc = save(f, &c, err, err_size);
     free(c.rgb);
     return rc;
 }

@@ -3,6 +3,7 @@
 #define CLSA_BENCH_MASK_PNG_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* What a (query block, key block) cell of the picture shows, in increasing priority. */
@@ -23,11 +24,11 @@ typedef enum mask_cell {
  * of the visible blocks. Downsampling: a mask wider or taller than MASK_PNG_MAX_SIDE blocks is
  * shown with ceil(blocks / MASK_PNG_MAX_SIDE) blocks per pixel along that axis, and each pixel
  * takes the highest-priority class among its blocks (sink > local > kept > skipped > hidden), so
- * that no kept block disappears; a small mask is magnified to about 512 pixels. Writes a
- * temporary file next to path and renames it, so that a failure leaves no partial file.
- * Returns 0, or -1 with a message in err.
+ * that no kept block disappears; a small mask is magnified to about 512 pixels. Writes the PNG to
+ * f (the caller makes the file appear atomically: clsa-run writes a temporary file and renames
+ * it). Returns 0, or -1 with a message in err.
  */
-int mask_png_write(const char *path, const uint8_t *cells, int64_t num_q_blocks, int64_t num_k_blocks, int block_q,
+int mask_png_write(FILE *f, const uint8_t *cells, int64_t num_q_blocks, int64_t num_k_blocks, int block_q,
                    int block_k, int64_t q_len, int64_t kv_len, const char *title, char *err, size_t err_size);
 
 #endif
