@@ -14,7 +14,7 @@ typedef struct canvas {
     uint8_t *rgb;
 } canvas;
 
-static const uint8_t palette[5][3] = {
+const uint8_t mask_png_palette[5][3] = {
     [CELL_HIDDEN] = {255, 255, 255}, [CELL_SKIPPED] = {222, 222, 222}, [CELL_KEPT] = {31, 119, 180},
     [CELL_LOCAL] = {44, 160, 44},    [CELL_SINK] = {255, 127, 14},
 };
@@ -84,6 +84,20 @@ static int save(FILE *f, const canvas *c, char *err, size_t err_size)
     return rc;
 }
 
+void mask_png_layout_of(int64_t nqb, int64_t nkb, mask_png_layout *L)
+{
+    L->blocks_per_px_q = (nqb + MASK_PNG_MAX_SIDE - 1) / MASK_PNG_MAX_SIDE;
+    L->blocks_per_px_k = (nkb + MASK_PNG_MAX_SIDE - 1) / MASK_PNG_MAX_SIDE;
+    const int64_t longest = nqb > nkb ? nqb : nkb;
+    L->zoom = L->blocks_per_px_q == 1 && L->blocks_per_px_k == 1 && longest < 512 ? (int)(512 / longest) : 1;
+    L->mask_h = (int)((nqb + L->blocks_per_px_q - 1) / L->blocks_per_px_q) * L->zoom;
+    L->mask_w = (int)((nkb + L->blocks_per_px_k - 1) / L->blocks_per_px_k) * L->zoom;
+    L->width = MASK_PNG_LEFT + L->mask_w + 20 + 190; /* the legend, 190 pixels wide, 20 to the right */
+    L->height = MASK_PNG_TOP + L->mask_h + 40;      /* key tick labels and the axis name below */
+    if (L->height < MASK_PNG_TOP + 140)              /* room for the legend */
+        L->height = MASK_PNG_TOP + 140;
+}
+
 int mask_png_write(FILE *f, const uint8_t *cells, int64_t nqb, int64_t nkb, int block_q, int block_k,
                    int64_t q_len, int64_t kv_len, const char *title, char *err, size_t err_size)
 {
@@ -91,16 +105,11 @@ int mask_png_write(FILE *f, const uint8_t *cells, int64_t nqb, int64_t nkb, int 
         snprintf(err, err_size, "the mask is empty");
         return -1;
     }
-    /* Blocks per pixel (downsampling) and pixels per block (magnifying), per axis. */
-    const int64_t per_px_q = (nqb + MASK_PNG_MAX_SIDE - 1) / MASK_PNG_MAX_SIDE;
-    const int64_t per_px_k = (nkb + MASK_PNG_MAX_SIDE - 1) / MASK_PNG_MAX_SIDE;
-    const int64_t longest = nqb > nkb ? nqb : nkb;
-    const int zoom = per_px_q == 1 && per_px_k == 1 && longest < 512 ? (int)(512 / longest) : 1;
-    const int mask_h = (int)((nqb + per_px_q - 1) / per_px_q) * zoom, mask_w = (int)((nkb + per_px_k - 1) / per_px_k) * zoom;
-    const int left = 60, top = 44, legend_w = 190;
-    canvas c = {left + mask_w + 20 + legend_w, top + mask_h + 40, NULL};
-    if (c.height < top + 140)
-        c.height = top + 140;
+    mask_png_layout L;
+    mask_png_layout_of(nqb, nkb, &L);
+    const int64_t per_px_q = L.blocks_per_px_q, per_px_k = L.blocks_per_px_k;
+    const int zoom = L.zoom, mask_h = L.mask_h, mask_w = L.mask_w, left = MASK_PNG_LEFT, top = MASK_PNG_TOP;
+    canvas c = {L.width, L.height, NULL};
     c.rgb = malloc((size_t)c.width * (size_t)c.height * 3);
     if (!c.rgb) {
         snprintf(err, err_size, "no memory for a %d x %d picture", c.width, c.height);
@@ -117,7 +126,7 @@ int mask_png_write(FILE *f, const uint8_t *cells, int64_t nqb, int64_t nkb, int 
                 for (int64_t kb = px * per_px_k; kb < (px + 1) * per_px_k && kb < nkb; ++kb)
                     if (cells[qb * nkb + kb] > cls && cells[qb * nkb + kb] <= CELL_SINK)
                         cls = cells[qb * nkb + kb];
-            fill(&c, left + px * zoom, top + py * zoom, zoom, zoom, palette[cls]);
+            fill(&c, left + px * zoom, top + py * zoom, zoom, zoom, mask_png_palette[cls]);
         }
     /* Frame, title, axes in tokens. */
     static const uint8_t ink[3] = {0, 0, 0};
@@ -146,7 +155,7 @@ int mask_png_write(FILE *f, const uint8_t *cells, int64_t nqb, int64_t nkb, int 
     int y = top;
     for (int cls = CELL_SINK; cls >= CELL_HIDDEN; --cls, y += 18) {
         const int x = left + mask_w + 20;
-        fill(&c, x, y, 12, 12, palette[cls]);
+        fill(&c, x, y, 12, 12, mask_png_palette[cls]);
         fill(&c, x, y, 12, 1, ink), fill(&c, x, y + 11, 12, 1, ink), fill(&c, x, y, 1, 12, ink), fill(&c, x + 11, y, 1, 12, ink);
         if (cls == CELL_HIDDEN)
             snprintf(label, sizeof label, "%s", class_names[cls]);

@@ -17,6 +17,21 @@ typedef enum mask_cell {
 
 /* The largest side of the mask area in pixels: larger masks are downsampled. */
 #define MASK_PNG_MAX_SIDE 1024
+/* Where the mask area starts in the picture (its top-left pixel). */
+#define MASK_PNG_LEFT 60
+#define MASK_PNG_TOP 44
+
+/* The colour of each mask_cell (RGB). */
+extern const uint8_t mask_png_palette[5][3];
+
+/* How a mask of num_q_blocks x num_k_blocks is drawn: block (qb, kb) falls in the pixel square of
+   side zoom at x = MASK_PNG_LEFT + (kb / blocks_per_px_k) * zoom, y = MASK_PNG_TOP + (qb /
+   blocks_per_px_q) * zoom; the mask area is mask_w x mask_h, the picture width x height. */
+typedef struct mask_png_layout {
+    int64_t blocks_per_px_q, blocks_per_px_k;
+    int zoom, mask_w, mask_h, width, height;
+} mask_png_layout;
+void mask_png_layout_of(int64_t num_q_blocks, int64_t num_k_blocks, mask_png_layout *out);
 
 /*
  * Writes cells[num_q_blocks][num_k_blocks] (mask_cell values) as a PNG at path: query tokens down,
