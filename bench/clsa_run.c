@@ -10,7 +10,8 @@
  *
  * Outputs: each one gets a temporary file beside it (mkstemp, mode 0666 less the umask) before any
  * device work, so an unwritable directory fails at once; they are renamed into place together at
- * the end, and every failure on the way removes them, so no partial file is ever left.
+ * the end, and every failure on the way (and SIGINT, SIGTERM, SIGHUP) removes them, so no partial
+ * file is ever left.
  *
  * Timing: the queue has CL_QUEUE_PROFILING_ENABLE. A sparse plan runs as its stages (clsa_quantize
  * when some head is SALE, clsa_estimate_mask, clsa_attention_masked with CLSA_MASK_TRUST), enqueued
@@ -28,6 +29,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -94,6 +96,17 @@ static void remove_temporaries(void)
             unlink(outputs[i].tmp);
             outputs[i].tmp[0] = '\0';
         }
+}
+
+/* SIGINT, SIGTERM, SIGHUP: the temporary files go too (unlink is async-signal-safe), then the signal
+   ends the process as it would have. */
+static void on_signal(int sig)
+{
+    for (int i = 0; i < OUT_COUNT; ++i)
+        if (outputs[i].tmp[0])
+            unlink(outputs[i].tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -521,6 +534,14 @@ int main(int argc, char **argv)
 {
     const options o = parse(argc, argv);
     atexit(remove_temporaries);
+    const int signals[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; ++i) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(signals[i], &sa, NULL);
+    }
     tensor tq, tk, tv;
     load(o.q, "q", &tq), load(o.k, "k", &tk), load(o.v, "v", &tv);
     if (tq.a.is_f16 != tk.a.is_f16 || tq.a.is_f16 != tv.a.is_f16)
