@@ -47,8 +47,13 @@ __kernel void row_threshold(__global const STORAGE *q, long q_sb, long q_sh, lon
     if (row0 >= q_len)
         return;
     const int b = bh / q_heads, h = bh - b * q_heads, hk = h / group;
-    if (isnan(head_log2_tau[h])) /* another selector's head */
+    if (isnan(head_log2_tau[h])) { /* another selector's head: thresholds that decide nothing */
+        for (int r = 0; r < 16 && row0 + r < q_len; ++r) {
+            ws_f32(ws, thr_at)[(long)bh * q_len + row0 + r] = NAN;
+            ws_f32(ws, shift_at)[(long)bh * q_len + row0 + r] = 0.0f;
+        }
         return;
+    }
     const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const int16 row = (int16)(row0) + lane;
     const int16 diag = row + (int16)(kv_len - q_len);
@@ -295,9 +300,11 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
     const int num_q_blocks = (q_len + BLOCK_Q - 1) / BLOCK_Q;
     const int qb = min((int)get_global_id(0), num_q_blocks - 1), bh = get_global_id(1);
     const int b = bh / q_heads, h = bh - b * q_heads, hk = h / group;
-    /* A head of another selector (NaN threshold) is left alone, by the whole work-group. */
-    const bool mine = !isnan(head_log2_tau[h]);
-    const bool active = (int)get_global_id(0) < num_q_blocks && mine;
+    /* A head of another selector (NaN threshold) is left alone: its work-items do no work and write
+       nothing, but still meet every barrier. Loop bounds around barriers come from the group's ids
+       and the arguments only, never from a value loaded from memory: PoCL then gave masks that
+       changed from run to run (seen in the GPU variant's estimate_blocks). */
+    const bool active = (int)get_global_id(0) < num_q_blocks && !isnan(head_log2_tau[h]);
     const long bhk = (long)b * (q_heads / group) + hk;
     const int row_first = qb * BLOCK_Q, row_last = min(row_first + BLOCK_Q, q_len) - 1;
     const long mask_row = (long)bh * ((q_len + BLOCK_Q - 1) / BLOCK_Q) + qb;
@@ -311,7 +318,7 @@ __kernel void estimate_mask(int q_heads, int group, int q_len, int kv_len, int k
        last query block (causal rows see more keys further down; otherwise all see all). */
     const int group_last_qb = min((int)((get_group_id(0) + 1) * get_local_size(0)), num_q_blocks) - 1;
     const int group_last_visible = last_visible_key(min(group_last_qb * BLOCK_Q + BLOCK_Q, q_len) - 1, q_len, kv_len, causal);
-    const int group_kb_end = group_last_visible < 0 || !mine ? 0 : group_last_visible / BLOCK_K + 1;
+    const int group_kb_end = group_last_visible < 0 ? 0 : group_last_visible / BLOCK_K + 1;
     const int sink_end = min(sink, kv_len);
     const bool dense_head = head_log2_tau[h] == -INFINITY;
 
@@ -575,8 +582,8 @@ __kernel __attribute__((reqd_work_group_size(BLOCK_K, 1, 1))) void estimate_bloc
     const long bhk = (long)b * (q_heads / group) + h / group;
     int last_visible, forced_first, forced_last;
     query_block_keys(qb, q_len, kv_len, causal, local_keys, &last_visible, &forced_first, &forced_last);
-    if (last_visible < 0 || kb > last_visible / BLOCK_K || isnan(head_log2_tau[h]))
-        return; /* the whole group: compact_mask reads only visible blocks of SALE's heads */
+    if (last_visible < 0 || kb > last_visible / BLOCK_K)
+        return; /* the whole group: compact_mask reads only visible blocks */
     const int row_first = qb * BLOCK_Q, rows = min(BLOCK_Q, q_len - row_first);
     const int k0 = kb * BLOCK_K, k1 = k0 + BLOCK_K - 1, j = k0 + lid;
     __global int *list = mask_indices + indices_at + ((long)bh * num_q_blocks + qb) * num_key_blocks;
@@ -643,7 +650,7 @@ __kernel __attribute__((reqd_work_group_size(BLOCK_K, 1, 1))) void estimate_bloc
     }
     const float exact_best = group_max(passing, scratch, lid, BLOCK_K);
     keep = keep || exact_best >= 0.0f;
-    if (lid == 0)
+    if (lid == 0 && !isnan(head_log2_tau[h])) /* not another selector's head (a store, no barrier) */
         list[kb] = keep ? kb : -1;
 }
 
