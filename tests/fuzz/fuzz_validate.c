@@ -72,8 +72,13 @@ static void fuzz_plan_settings(reader *r)
     }
     uint32_t bits = (uint32_t)take(r, 4);
     memcpy(&s.scale, &bits, 4);
+    if (take(r, 1) & 1) { /* attention-value pruning */
+        bits = (uint32_t)take(r, 4);
+        memcpy(&s.value_prune, &bits, 4);
+        s.value_bits = (int32_t)(int8_t)take(r, 1);
+    }
     clsa_sparsity sp;
-    clsa_sparsity_init(&sp, (clsa_method)(take(r, 1) % 6));
+    clsa_sparsity_init(&sp, (clsa_method)(take(r, 1) % 12 - 1)); /* -1 and 10: not methods */
     bits = (uint32_t)take(r, 4);
     memcpy(&sp.tau, &bits, 4);
     sp.sink_tokens = (int32_t)take_dim(r), sp.local_tokens = (int32_t)take_dim(r);
@@ -84,6 +89,26 @@ static void fuzz_plan_settings(reader *r)
         memcpy(&taus[h], &bits, 4);
     }
     sp.tau_per_head = s.q_heads > 0 && s.q_heads <= 70 && (take(r, 1) & 1) ? taus : NULL;
+    /* The other selectors' settings, and per-head entries of their own. */
+    sp.keep_forced = (int32_t)(int8_t)take(r, 1), sp.window_tokens = (int32_t)take_dim(r);
+    sp.window_symmetric = (int32_t)(int8_t)take(r, 1), sp.xattn_stride = (int32_t)(int8_t)take(r, 1);
+    float *fractions[3] = {&sp.topk, &sp.cdf_gamma, &sp.xattn_threshold};
+    for (int f = 0; f < 3; ++f) {
+        bits = (uint32_t)take(r, 4);
+        memcpy(fractions[f], &bits, 4);
+    }
+    static clsa_sparsity heads[70];
+    if (s.q_heads > 0 && s.q_heads <= 70 && (take(r, 1) & 1)) {
+        for (int h = 0; h < 70; ++h) {
+            heads[h] = sp;
+            heads[h].method = (clsa_method)(take(r, 1) % 12 - 1);
+            heads[h].tau_per_head = NULL;
+            heads[h].per_head = NULL;
+            if (take(r, 1) & 1)
+                heads[h].window_tokens = (int32_t)take_dim(r), heads[h].block_k = 1 << (take(r, 1) % 9);
+        }
+        sp.per_head = heads;
+    }
     clsa_plan scratch;
     memset(&scratch, 0, sizeof scratch);
     clsa_status st = clsa_plan_validate(ctx, &s, take(r, 1) & 1 ? &sp : NULL, &scratch);
