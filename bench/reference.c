@@ -107,6 +107,12 @@ int64_t ref_last_visible(const clsa_shape *s, int64_t row)
 void ref_attention(const clsa_shape *s, const void *q, const void *k, const void *v,
                    const uint8_t *block_mask, int block_q, int block_k, double *o)
 {
+    ref_attention_rule(s, q, k, v, block_mask, block_q, block_k, NULL, o);
+}
+
+void ref_attention_rule(const clsa_shape *s, const void *q, const void *k, const void *v,
+                        const uint8_t *block_mask, int block_q, int block_k, const ref_prob_rule *rule, double *o)
+{
     const int64_t B = s->batch, Hq = s->q_heads, Hkv = s->kv_heads, Lq = s->q_len, Lk = s->kv_len, D = s->head_dim;
     const double scale = s->scale > 0 ? s->scale : 1.0 / sqrt((double)D);
     ref_strides qs = ref_resolve(s->q_strides, Hq, Lq, D), ks = ref_resolve(s->k_strides, Hkv, Lk, D);
@@ -148,7 +154,11 @@ void ref_attention(const clsa_shape *s, const void *q, const void *k, const void
                     if (scores[j] > mx)
                         mx = scores[j];
                 }
+                const int64_t row = (b * Hq + h) * Lq + i;
                 if (!finite) { /* a non-finite value in Q or a seen key: NaN (clsa.h, "Non-finite values") */
+                    for (int64_t j = 0; rule && j <= last; ++j)
+                        if (!mrow || mrow[j / block_k])
+                            rule->apply(rule->user, row, NAN, vmat + j * D, D);
                     for (int64_t c = 0; c < D; ++c)
                         out[c] = NAN;
                     continue;
@@ -161,11 +171,22 @@ void ref_attention(const clsa_shape *s, const void *q, const void *k, const void
                         continue;
                     const double p = exp(scores[j] - mx);
                     sum += p;
-                    for (int64_t c = 0; c < D; ++c)
+                    for (int64_t c = 0; !rule && c < D; ++c)
                         out[c] += p * vmat[j * D + c];
                 }
-                for (int64_t c = 0; c < D; ++c)
-                    out[c] /= sum;
+                if (!rule) {
+                    for (int64_t c = 0; c < D; ++c)
+                        out[c] /= sum;
+                    continue;
+                }
+                /* With a rule: the exact p once the sum is known, its weight times V, no renormalization. */
+                for (int64_t j = 0; j <= last; ++j) {
+                    if (scores[j] == -INFINITY)
+                        continue;
+                    const double w = rule->apply(rule->user, row, exp(scores[j] - mx) / sum, vmat + j * D, D);
+                    for (int64_t c = 0; c < D; ++c)
+                        out[c] += w * vmat[j * D + c];
+                }
             }
         }
     free(qrow);

@@ -38,6 +38,22 @@ void ref_store(void *data, clsa_dtype dtype, int64_t i, float x);
 void ref_attention(const clsa_shape *shape, const void *q, const void *k, const void *v,
                    const uint8_t *block_mask, int block_q, int block_k, double *o);
 
+/*
+ * A rule for each attention probability before it multiplies V (ref_attention_rule): apply gets
+ * the exact float64 p = exp(s - max) / sum of output row `row` ((b * Hq + h) * Lq + i), the V row
+ * of its key (head_dim values), and returns the weight that replaces p; the row's weights are not
+ * renormalized. A row with a non-finite score gets p = NaN for each key it sees (its output is
+ * NaN whatever apply returns), so that apply sees every probability the row saw.
+ */
+typedef struct ref_prob_rule {
+    double (*apply)(void *user, int64_t row, double p, const double *v_row, int64_t head_dim);
+    void *user;
+} ref_prob_rule;
+
+/* ref_attention with each probability replaced by rule's weight (rule NULL: ref_attention). */
+void ref_attention_rule(const clsa_shape *shape, const void *q, const void *k, const void *v,
+                        const uint8_t *block_mask, int block_q, int block_k, const ref_prob_rule *rule, double *o);
+
 /* max |got - want| / max |want| over n elements of a [B,Hq,Lq,D] output in the shape's layout. */
 double ref_max_rel_error(const clsa_shape *shape, const void *got, const double *want);
 

@@ -5,7 +5,8 @@
  * A probability within 1e-4 (relative) of t or of a bin edge may go either way in f32: the
  * reference adds |level difference| x |v| of such elements to that output's allowance, and allows
  * the pruned count to differ by the number of them near t. Dense, caller masks and SALE; both
- * kernel styles; causal and not; f32, f16, GQA, head_dim 24 and 64.
+ * kernel styles; causal and not; f32, f16, GQA, head_dim 24, 40 and 64; per-head fractions; NaN
+ * and Inf inputs (clsa.h, "Non-finite values").
  */
 #include "harness.h"
 
@@ -44,78 +45,80 @@ static double rule(double p, double t, int bits, double *alternative, bool *near
 
 typedef struct pruned_reference {
     double *out, *allowance; /* [B*Hq*Lq*D] */
-    double max_abs;
-    int64_t pruned, seen, near_t;
+    double t;
+    int bits;
+    int64_t q_heads, q_len;
+    int64_t pruned, seen, near_t;           /* over every row */
+    int64_t *head_pruned, *head_seen, *head_near_t; /* per query head, over the batch */
 } pruned_reference;
+
+/* The rule as ref_attention_rule applies it: counts p (pruned, seen, near t, per head), adds the
+   output allowance of a p that may go either way, and returns its weight. NaN p (a row with a
+   non-finite score) is seen and not pruned, as on the device. */
+static double apply_rule(void *user, int64_t row, double p, const double *v_row, int64_t head_dim)
+{
+    pruned_reference *r = user;
+    const int64_t h = (row / r->q_len) % r->q_heads;
+    r->seen++, r->head_seen[h]++;
+    if (isnan(p))
+        return p;
+    double alternative;
+    bool near_t;
+    const double kept = rule(p, r->t, r->bits, &alternative, &near_t);
+    r->pruned += p < r->t, r->head_pruned[h] += p < r->t;
+    r->near_t += near_t, r->head_near_t[h] += near_t;
+    double *allow = r->allowance + row * head_dim;
+    for (int64_t c = 0; c < head_dim; ++c)
+        allow[c] += fabs(alternative - kept) * fabs(v_row[c]);
+    return kept;
+}
 
 /* The float64 reference on the block mask `keep` (NULL: every visible key). */
 static void reference(const clsa_shape *s, const void *q, const void *k, const void *v, const uint8_t *keep,
                       int block_q, int block_k, double t, int bits, pruned_reference *r)
 {
-    const int64_t D = s->head_dim, n = s->batch * s->q_heads * s->q_len * D;
-    r->out = calloc((size_t)n, sizeof(double));
+    const int64_t n = s->batch * s->q_heads * s->q_len * s->head_dim;
+    *r = (pruned_reference){.t = t, .bits = bits, .q_heads = s->q_heads, .q_len = s->q_len};
+    r->out = malloc(sizeof(double) * (size_t)n);
     r->allowance = calloc((size_t)n, sizeof(double));
-    r->max_abs = 0.0, r->pruned = r->seen = r->near_t = 0;
-    const ref_strides qs = ref_resolve(s->q_strides, s->q_heads, s->q_len, D);
-    const ref_strides ks = ref_resolve(s->k_strides, s->kv_heads, s->kv_len, D);
-    const ref_strides vs = ref_resolve(s->v_strides, s->kv_heads, s->kv_len, D);
-    const double scale = s->scale > 0 ? s->scale : 1.0 / sqrt((double)D);
-    const int64_t nqb = (s->q_len + block_q - 1) / block_q, nkb = (s->kv_len + block_k - 1) / block_k;
-    double *score = malloc(sizeof(double) * (size_t)s->kv_len);
-    for (int64_t b = 0; b < s->batch; ++b)
-        for (int64_t h = 0; h < s->q_heads; ++h) {
-            const int64_t hk = h / (s->q_heads / s->kv_heads);
-            for (int64_t i = 0; i < s->q_len; ++i) {
-                const int64_t last = ref_last_visible(s, i);
-                const uint8_t *row_keep = keep ? keep + ((b * s->q_heads + h) * nqb + i / block_q) * nkb : NULL;
-                double m = -INFINITY;
-                for (int64_t j = 0; j <= last; ++j) {
-                    score[j] = -INFINITY;
-                    if (row_keep && !row_keep[j / block_k])
-                        continue;
-                    double dot = 0.0;
-                    for (int64_t c = 0; c < D; ++c)
-                        dot += ref_load(q, s->dtype, b * qs.batch + h * qs.head + i * qs.token + c) *
-                               ref_load(k, s->dtype, b * ks.batch + hk * ks.head + j * ks.token + c);
-                    score[j] = dot * scale;
-                    m = fmax(m, score[j]);
-                }
-                double l = 0.0;
-                for (int64_t j = 0; j <= last; ++j)
-                    l += score[j] == -INFINITY ? 0.0 : exp(score[j] - m);
-                double *o = r->out + ((b * s->q_heads + h) * s->q_len + i) * D;
-                double *allow = r->allowance + ((b * s->q_heads + h) * s->q_len + i) * D;
-                for (int64_t j = 0; j <= last; ++j) {
-                    if (score[j] == -INFINITY)
-                        continue;
-                    const double p = exp(score[j] - m) / l;
-                    double alternative;
-                    bool near_t;
-                    const double kept = rule(p, t, bits, &alternative, &near_t);
-                    r->seen++, r->pruned += p < t, r->near_t += near_t;
-                    for (int64_t c = 0; c < D; ++c) {
-                        const double vv = ref_load(v, s->dtype, b * vs.batch + hk * vs.head + j * vs.token + c);
-                        o[c] += kept * vv;
-                        allow[c] += fabs(alternative - kept) * fabs(vv);
-                    }
-                }
-                for (int64_t c = 0; c < D; ++c)
-                    r->max_abs = fmax(r->max_abs, fabs(o[c]));
-            }
-        }
-    free(score);
+    r->head_pruned = calloc((size_t)s->q_heads, sizeof(int64_t));
+    r->head_seen = calloc((size_t)s->q_heads, sizeof(int64_t));
+    r->head_near_t = calloc((size_t)s->q_heads, sizeof(int64_t));
+    assert_true(r->out && r->allowance && r->head_pruned && r->head_seen && r->head_near_t);
+    const ref_prob_rule pr = {apply_rule, r};
+    ref_attention_rule(s, q, k, v, keep, block_q, block_k, &pr, r->out);
 }
 
-static void reference_free(pruned_reference *r) { free(r->out), free(r->allowance); }
+static void reference_free(pruned_reference *r)
+{
+    free(r->out), free(r->allowance), free(r->head_pruned), free(r->head_seen), free(r->head_near_t);
+}
 
-/* Checks the device's output and pruned fraction against the reference; returns rel_l1 to the reference. */
+/* A device fraction against the float64 counts, allowing each p near t to go either way. */
+static bool fraction_matches(double got, int64_t pruned, int64_t seen, int64_t near_t)
+{
+    if (!seen)
+        return got == 0.0;
+    return fabs(got - (double)pruned / (double)seen) <= (double)near_t / (double)seen + 1e-12;
+}
+
+/* Checks the device's output and pruned fractions (overall and per head) against the reference.
+   Elements the reference has non-finite (rows that see an Inf or NaN) must be non-finite on the
+   device, the others within the storage tolerance plus their allowance. */
 static void check(const char *what, clsa_plan *plan, cl_command_queue queue, cl_mem ws, const harness_buffers *b,
                   const pruned_reference *r)
 {
     const clsa_shape *s = clsa_plan_shape(plan);
-    const int64_t D = s->head_dim;
+    const int64_t D = s->head_dim, n = s->batch * s->q_heads * s->q_len * D;
     const ref_strides os = ref_resolve(s->o_strides, s->q_heads, s->q_len, D);
-    const double tol = harness_tolerance(s->dtype) * r->max_abs;
+    double max_abs = 0.0;
+    int64_t nonfinite = 0;
+    for (int64_t at = 0; at < n; ++at)
+        if (isfinite(r->out[at]))
+            max_abs = fmax(max_abs, fabs(r->out[at]));
+        else
+            ++nonfinite;
+    const double tol = harness_tolerance(s->dtype) * max_abs;
     int64_t bad = 0;
     double worst = 0.0;
     for (int64_t bt = 0; bt < s->batch; ++bt)
@@ -124,20 +127,30 @@ static void check(const char *what, clsa_plan *plan, cl_command_queue queue, cl_
                 for (int64_t c = 0; c < D; ++c) {
                     const int64_t at = ((bt * s->q_heads + h) * s->q_len + i) * D + c;
                     const double got = ref_load(b->ho, s->dtype, bt * os.batch + h * os.head + i * os.token + c);
-                    const double err = fabs(got - r->out[at]);
-                    worst = fmax(worst, err / (tol + r->allowance[at]));
-                    if (!(err <= tol + r->allowance[at]) && bad++ < 5)
+                    const double want = r->out[at], err = fabs(got - want);
+                    bool ok;
+                    if (!isfinite(want))
+                        ok = !isfinite(got);
+                    else {
+                        ok = err <= tol + r->allowance[at];
+                        worst = fmax(worst, err / (tol + r->allowance[at]));
+                    }
+                    if (!ok && bad++ < 5)
                         printf("# %s: o[%lld][%lld][%lld][%lld] = %.9g, want %.9g (allowed %.3g)\n", what, (long long)bt,
-                               (long long)h, (long long)i, (long long)c, got, r->out[at], tol + r->allowance[at]);
+                               (long long)h, (long long)i, (long long)c, got, want, tol + r->allowance[at]);
                 }
     double fraction, *per_head = malloc(sizeof(double) * (size_t)s->q_heads);
+    assert_non_null(per_head);
     assert_int_equal(clsa_pruned_fraction(plan, queue, ws, &fraction, per_head), CLSA_SUCCESS);
     const double want = r->seen ? (double)r->pruned / (double)r->seen : 0.0;
-    const double slack = r->seen ? (double)r->near_t / (double)r->seen + 1e-12 : 0.0;
-    printf("# %-48s pruned %.4f (float64 %.4f, %lld near t), error / allowance %.2f\n", what, fraction, want,
-           (long long)r->near_t, worst);
+    printf("# %-48s pruned %.4f (float64 %.4f, %lld near t), error / allowance %.2f, %lld non-finite\n", what, fraction,
+           want, (long long)r->near_t, worst, (long long)nonfinite);
     assert_int_equal(bad, 0);
-    assert_true(fabs(fraction - want) <= slack);
+    assert_true(fraction_matches(fraction, r->pruned, r->seen, r->near_t));
+    for (int64_t h = 0; h < s->q_heads; ++h)
+        if (!fraction_matches(per_head[h], r->head_pruned[h], r->head_seen[h], r->head_near_t[h]))
+            fail_msg("%s: head %lld pruned %.6f, float64 %lld of %lld (%lld near t)", what, (long long)h, per_head[h],
+                     (long long)r->head_pruned[h], (long long)r->head_seen[h], (long long)r->head_near_t[h]);
     free(per_head);
 }
 
@@ -147,7 +160,30 @@ typedef struct prune_case {
     clsa_method method; /* DENSE, MASK (a random caller mask) or SALE */
     float t;
     int bits;
+    bool poison; /* a NaN in Q, an Inf in K and in V (clsa.h, "Non-finite values") */
 } prune_case;
+
+/* One element of a host tensor [B, heads, len, D] in the shape's layout. */
+static void poison_host(const clsa_shape *s, void *host, clsa_tensor_strides st, int64_t heads, int64_t len,
+                        int64_t h, int64_t t, int64_t c, float value)
+{
+    const ref_strides rs = ref_resolve(st, heads, len, s->head_dim);
+    ref_store(host, s->dtype, h * rs.head + t * rs.token + c, value);
+}
+
+/* A NaN in a middle query row of head 0, an Inf in one of the last keys of the last KV head
+   (causal: only the last rows see it), and an Inf in V of a key a third of the way in, seen by
+   many rows, which reaches them even where its probability is pruned (0 x Inf). */
+static void poison(const clsa_shape *s, harness_buffers *b)
+{
+    const int64_t D = s->head_dim, hk = s->kv_heads - 1;
+    poison_host(s, b->hq, s->q_strides, s->q_heads, s->q_len, 0, s->q_len / 2, 1 % D, NAN);
+    poison_host(s, b->hk, s->k_strides, s->kv_heads, s->kv_len, hk, s->kv_len - 3, 0, INFINITY);
+    poison_host(s, b->hv, s->v_strides, s->kv_heads, s->kv_len, 0, s->kv_len / 3, D - 1, INFINITY);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->q, CL_TRUE, 0, b->q_bytes, b->hq, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->k, CL_TRUE, 0, b->k_bytes, b->hk, 0, NULL, NULL), CL_SUCCESS);
+    assert_int_equal(clEnqueueWriteBuffer(b->queue, b->v, CL_TRUE, 0, b->v_bytes, b->hv, 0, NULL, NULL), CL_SUCCESS);
+}
 
 static void run_case(clsa_kernel_style style, const prune_case *pc, uint64_t stream)
 {
@@ -156,6 +192,8 @@ static void run_case(clsa_kernel_style style, const prune_case *pc, uint64_t str
     s.value_prune = pc->t, s.value_bits = pc->bits;
     harness_buffers b;
     harness_llm_buffers(ctx, &s, stream, &b);
+    if (pc->poison)
+        poison(&s, &b);
     clsa_sparsity sp;
     clsa_sparsity_init(&sp, pc->method);
     sp.block_q = 32, sp.block_k = 16;
@@ -212,16 +250,35 @@ static void test_pruning(void **state)
 {
     const clsa_kernel_style style = (clsa_kernel_style)(intptr_t)*state;
     const prune_case cases[] = {
-        {"dense, prune 1e-3, causal", small_shape(4, 2, 200, 200, 64, CLSA_F32, 1), CLSA_METHOD_DENSE, 1e-3f, 0},
-        {"dense, 3 bits 1e-3, causal", small_shape(4, 2, 200, 200, 64, CLSA_F32, 1), CLSA_METHOD_DENSE, 1e-3f, 3},
-        {"dense, 1 bit 1e-2, not causal, f16", small_shape(2, 1, 150, 230, 24, CLSA_F16, 0), CLSA_METHOD_DENSE, 1e-2f, 1},
-        {"dense, 8 bits 1e-4, causal Lq > Lk", small_shape(2, 2, 230, 150, 24, CLSA_F32, 1), CLSA_METHOD_DENSE, 1e-4f, 8},
-        {"caller mask, 3 bits 1e-3, causal", small_shape(4, 2, 200, 200, 64, CLSA_F32, 1), CLSA_METHOD_MASK, 1e-3f, 3},
-        {"caller mask, prune 5e-3, not causal, f16", small_shape(2, 2, 170, 200, 24, CLSA_F16, 0), CLSA_METHOD_MASK, 5e-3f, 0},
-        {"SALE, 3 bits 1e-3, causal", small_shape(4, 2, 256, 256, 64, CLSA_F32, 1), CLSA_METHOD_SALE, 1e-3f, 3},
+        {"dense, prune 1e-3, causal", small_shape(4, 2, 200, 200, 64, CLSA_F32, 1), CLSA_METHOD_DENSE, 1e-3f, 0, false},
+        {"dense, 3 bits 1e-3, causal", small_shape(4, 2, 200, 200, 64, CLSA_F32, 1), CLSA_METHOD_DENSE, 1e-3f, 3, false},
+        {"dense, 1 bit 1e-2, not causal, f16", small_shape(2, 1, 150, 230, 24, CLSA_F16, 0), CLSA_METHOD_DENSE, 1e-2f, 1, false},
+        {"dense, 8 bits 1e-4, causal Lq > Lk", small_shape(2, 2, 230, 150, 24, CLSA_F32, 1), CLSA_METHOD_DENSE, 1e-4f, 8, false},
+        {"caller mask, 3 bits 1e-3, causal", small_shape(4, 2, 200, 200, 64, CLSA_F32, 1), CLSA_METHOD_MASK, 1e-3f, 3, false},
+        {"caller mask, prune 5e-3, not causal, f16", small_shape(2, 2, 170, 200, 24, CLSA_F16, 0), CLSA_METHOD_MASK, 5e-3f, 0, false},
+        {"SALE, 3 bits 1e-3, causal", small_shape(4, 2, 256, 256, 64, CLSA_F32, 1), CLSA_METHOD_SALE, 1e-3f, 3, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i)
         run_case(style, &cases[i], 70 + i);
+}
+
+/* Non-finite inputs with pruning: a row that sees a NaN or Inf in Q or K is non-finite in every
+   channel, one that sees an Inf in V in that channel (also where the key's p is pruned: 0 x Inf),
+   every other row finite and as the reference; the pruned fractions count the NaN rows' keys as
+   seen and not pruned. Dense and a caller mask, causal and not, f32 and f16. */
+static void test_pruning_nonfinite(void **state)
+{
+    const clsa_kernel_style style = (clsa_kernel_style)(intptr_t)*state;
+    const prune_case cases[] = {
+        {"non-finite, dense, prune 1e-3, causal", small_shape(4, 2, 200, 200, 64, CLSA_F32, 1), CLSA_METHOD_DENSE,
+         1e-3f, 0, true},
+        {"non-finite, dense, 3 bits 1e-3, causal, f16", small_shape(2, 1, 150, 230, 24, CLSA_F16, 1),
+         CLSA_METHOD_DENSE, 1e-3f, 3, true},
+        {"non-finite, caller mask, 2 bits 1e-2, not causal", small_shape(2, 2, 170, 200, 40, CLSA_F32, 0),
+         CLSA_METHOD_MASK, 1e-2f, 2, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i)
+        run_case(style, &cases[i], 80 + i);
 }
 
 /* The levels the rule gives for b = 3 and t = 1e-3 are the published ones (DESIGN.md section 4),
@@ -287,6 +344,8 @@ static void expect_shape_error(clsa_context *ctx, float t, int bits, clsa_status
            clsa_context_last_error(ctx));
     assert_int_equal(st, want);
     assert_null(plan);
+    /* the message names the setting it refuses */
+    assert_non_null(strstr(clsa_context_last_error(ctx), want == CLSA_ERR_INVALID_VALUE_BITS ? "value_bits" : "value_prune"));
 }
 
 static void test_bad_settings(void **state)
@@ -329,6 +388,7 @@ int main(void)
     harness_init("value-prune");
     const struct CMUnitTest tests[] = {
         BOTH(test_pruning),
+        BOTH(test_pruning_nonfinite),
         cmocka_unit_test(test_published_levels),
         cmocka_unit_test(test_bad_settings),
     };
