@@ -43,6 +43,8 @@ class Stats:
     density: list = field(default_factory=list)  # per query head: kept blocks / visible blocks (1.0 dense)
     times_ms: dict = field(default_factory=dict)  # dense: attend; sale: quantize, estimate, attend
     mask: np.ndarray = None  # sale: bool [B, Hq, q blocks, key blocks], the kept blocks
+    pruned_fraction: float = None  # value_prune > 0: the probabilities pruned (p < t) of those the rows saw
+    pruned_per_head: list = None  # value_prune > 0: the same per query head
 
 
 def version():
@@ -143,7 +145,7 @@ def _taus(tau, q_heads):
 
 
 def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, device=None, sink_tokens=32,
-              local_tokens=256, block_q=64, block_k=32, refine_nats=0.5):
+              local_tokens=256, block_q=64, block_k=32, refine_nats=0.5, value_prune=0.0, value_bits=0):
     """softmax(scale * q k^T [causal]) v on an OpenCL device; returns (output, Stats).
 
     method: "dense" (exact) or "sale" (int4 estimate, then block-sparse attention; arXiv 2505.24179).
@@ -154,6 +156,9 @@ def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, devic
     sink_tokens, local_tokens, block_q, block_k: SALE's reference set and block sizes.
     refine_nats: the exact second look at blocks the int4 estimate drops within this many nats of
     the threshold (clsa.h, rule 5); 0 gives SALE's rule alone.
+    value_prune, value_bits: attention-value pruning (Ji et al. 2021; clsa.h, clsa_shape.value_prune):
+    probabilities below value_prune become 0 and the others are not renormalized; value_bits 1..8
+    log-quantizes them on [value_prune, 1]. Stats.pruned_fraction then says how many were pruned.
     """
     if method not in ("dense", "sale"):
         raise ValueError(f'method must be "dense" or "sale", not {method!r}')
@@ -169,6 +174,7 @@ def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, devic
     dev = _device(device)
     shape = L.clsa.clsa_shape_make(B, Hq, Hkv, Lq, Lk, D, L.F16 if q.dtype == np.float16 else L.F32, int(bool(causal)))
     shape.scale = 0.0 if scale is None else float(scale)
+    shape.value_prune, shape.value_bits = float(value_prune), int(value_bits)
     sparsity, per_head = None, None
     if method == "sale":
         sparsity = L.Sparsity()
@@ -180,7 +186,8 @@ def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, devic
         sparsity.block_q, sparsity.block_k = block_q, block_k
         sparsity.refine_nats = refine_nats
     key = (q.shape, k.shape, q.dtype.str, bool(causal), shape.scale, method, float(sparsity.tau) if sparsity else 0.0,
-           per_head.tobytes() if per_head is not None else b"", sink_tokens, local_tokens, block_q, block_k, refine_nats)
+           per_head.tobytes() if per_head is not None else b"", sink_tokens, local_tokens, block_q, block_k, refine_nats,
+           shape.value_prune, shape.value_bits)
     plan = dev.plan(key, shape, sparsity)
 
     out = np.empty_like(q)
@@ -212,6 +219,11 @@ def attention(q, k, v, causal=True, method="dense", tau=0.004, scale=None, devic
             _check(L.clsa.clsa_mask_density(plan, dev.queue, ws, None, density), "reading the density", dev.ctx)
             stats.density = list(density)
             stats.mask = _read_mask(dev, plan, ws, B, Hq)
+        if shape.value_prune > 0:
+            fraction, per_head = C.c_double(), (C.c_double * Hq)()
+            _check(L.clsa.clsa_pruned_fraction(plan, dev.queue, ws, C.byref(fraction), per_head),
+                   "reading the pruned fraction", dev.ctx)
+            stats.pruned_fraction, stats.pruned_per_head = fraction.value, list(per_head)
         _check(L.opencl.clEnqueueReadBuffer(dev.queue, om, 1, 0, out.nbytes, out.ctypes.data, 0, None, None),
                "reading the output")
     finally:

@@ -100,6 +100,7 @@ _sig(clsa, "clsa_estimate_mask", status_t, handle, handle, handle, handle, handl
 _sig(clsa, "clsa_attention_masked", status_t, handle, handle, handle, handle, handle, handle, handle,
      P(BlockMask), C.c_int, C.c_uint, C.c_void_p, C.c_void_p)
 _sig(clsa, "clsa_mask_density", status_t, handle, handle, handle, P(BlockMask), P(C.c_double))
+_sig(clsa, "clsa_pruned_fraction", status_t, handle, handle, handle, P(C.c_double), P(C.c_double))
 _sig(clsa, "clsa_mask_to_bitmap", status_t, P(C.c_int32), P(C.c_int32), C.c_int64, C.c_int64, P(C.c_uint8))
 
 # OpenCL 1.2 entry points (cl_mem_flags and cl_command_queue_properties are 64-bit bitfields).

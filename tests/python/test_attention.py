@@ -55,6 +55,43 @@ def reference(q, k, v, causal, scale=None, keep=None, block_q=64, block_k=32):
     return out
 
 
+def prune_rule(p, t, bits):
+    """Ji et al.'s rule (clsa.h, clsa_shape.value_bits) on float64 probabilities: 0 below t, else p
+    or, with bits, the middle of its log bin on [t, 1]."""
+    if bits == 0:
+        return np.where(p < t, 0.0, p)
+    min_exp = np.log2(t)
+    base = -min_exp / (2 ** bits - 1)
+    with np.errstate(divide="ignore"):
+        k = np.clip(np.floor((np.log2(np.maximum(p, t)) - min_exp) / base), 0, 2 ** bits - 2)
+    return np.where(p < t, 0.0, np.exp2(min_exp + (k + 0.5) * base))
+
+
+def pruned_reference(q, k, v, causal, t, bits, eps=1e-4):
+    """float64 dense attention with each probability pruned (and quantized), not renormalized.
+    Returns the output, an allowance per element (|other choice - kept| x |v| summed over the
+    probabilities within eps, relative, of t or a bin edge, which f32 may put either side), and
+    per head the pruned, seen and near-t counts."""
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    B, Hq, Lq, D = q.shape
+    Hkv, Lk = k.shape[1], k.shape[2]
+    out, allow = np.zeros((B, Hq, Lq, D)), np.zeros((B, Hq, Lq, D))
+    counts = np.zeros((Hq, 3), np.int64)
+    visible = np.arange(Lk)[None, :] <= np.arange(Lq)[:, None] + Lk - Lq if causal else np.ones((Lq, Lk), bool)
+    for b in range(B):
+        for h in range(Hq):
+            hk = h // (Hq // Hkv)
+            s = np.where(visible, q[b, h] @ k[b, hk].T / np.sqrt(D), -np.inf)
+            p = np.exp(s - s.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            kept = prune_rule(p, t, bits)
+            other = np.maximum(np.abs(prune_rule(p * (1 - eps), t, bits) - kept),
+                               np.abs(prune_rule(p * (1 + eps), t, bits) - kept))
+            out[b, h], allow[b, h] = kept @ v[b, hk], other @ np.abs(v[b, hk])
+            counts[h] += [(visible & (p < t)).sum(), visible.sum(), (visible & (np.abs(p - t) <= eps * t)).sum()]
+    return out, allow, counts
+
+
 def random_qkv(rng, B, Hq, Hkv, Lq, Lk, D, dtype=np.float32):
     q = rng.standard_normal((B, Hq, Lq, D)).astype(dtype)
     k = rng.standard_normal((B, Hkv, Lk, D)).astype(dtype)
@@ -138,6 +175,32 @@ def test_sale_tau_per_head(rng):
     out, stats = clsa.attention(q, k, v, method="sale", tau=[1e-6, 0.004], sink_tokens=8, local_tokens=32)
     assert stats.density[0] == 1.0 and stats.density[1] < 1.0  # tau <= 1e-5: a dense head
     assert max_rel_err(out[:, :1], reference(q[:, :1], k[:, :1], v[:, :1], True)) <= 1e-5
+
+
+@pytest.mark.parametrize("t,bits,causal", [(1e-3, 0, True), (1e-3, 3, True), (1e-2, 1, False), (1e-4, 8, True)])
+def test_value_prune(rng, t, bits, causal):
+    q, k, v = random_qkv(rng, 1, 4, 2, 150, 150, 40)
+    q *= 2.0  # peakier rows: probabilities on both sides of t
+    out, stats = clsa.attention(q, k, v, causal=causal, value_prune=t, value_bits=bits)
+    want, allow, counts = pruned_reference(q, k, v, causal, t, bits)
+    assert np.all(np.abs(out - want) <= 1e-5 * np.abs(want).max() + allow)
+    assert 0.0 < stats.pruned_fraction < 1.0 and len(stats.pruned_per_head) == 4
+    pruned, seen, near = counts.sum(axis=0)
+    assert abs(stats.pruned_fraction - pruned / seen) <= near / seen + 1e-12
+    for h in range(4):
+        assert abs(stats.pruned_per_head[h] - counts[h, 0] / counts[h, 1]) <= counts[h, 2] / counts[h, 1] + 1e-12
+    _, plain = clsa.attention(q, k, v, causal=causal)
+    assert plain.pruned_fraction is None and plain.pruned_per_head is None
+
+
+def test_value_prune_errors(rng):
+    q, k, v = random_qkv(rng, 1, 2, 2, 16, 16, 16)
+    for t, bits, name in [(-1e-3, 0, "CLSA_ERR_INVALID_VALUE_PRUNE"), (1.0, 0, "CLSA_ERR_INVALID_VALUE_PRUNE"),
+                          (float("nan"), 0, "CLSA_ERR_INVALID_VALUE_PRUNE"), (0.0, 3, "CLSA_ERR_INVALID_VALUE_PRUNE"),
+                          (1e-3, 9, "CLSA_ERR_INVALID_VALUE_BITS")]:
+        with pytest.raises(clsa.Error) as e:
+            clsa.attention(q, k, v, value_prune=t, value_bits=bits)
+        assert e.value.name == name and ("value_bits" if "BITS" in name else "value_prune") in str(e.value)
 
 
 def test_errors_carry_the_library_message(rng):
