@@ -195,6 +195,29 @@ void ref_attention_rule(const clsa_shape *s, const void *q, const void *k, const
     free(vmat);
 }
 
+double ref_value_level(double p, double t, int bits)
+{
+    if (bits == 0)
+        return p;
+    const double min_exp = log2(t), base = -min_exp / (double)((1 << bits) - 1);
+    const double k = fmin(fmax(floor((log2(p) - min_exp) / base), 0.0), (double)((1 << bits) - 2));
+    return exp2(min_exp + (k + 0.5) * base);
+}
+
+static double apply_value_rule(void *user, int64_t row, double p, const double *v_row, int64_t head_dim)
+{
+    (void)row, (void)v_row, (void)head_dim;
+    const clsa_shape *s = user;
+    return p < s->value_prune ? 0.0 : ref_value_level(p, s->value_prune, s->value_bits);
+}
+
+void ref_attention_pruned(const clsa_shape *s, const void *q, const void *k, const void *v,
+                          const uint8_t *block_mask, int block_q, int block_k, double *o)
+{
+    const ref_prob_rule rule = {apply_value_rule, (void *)s};
+    ref_attention_rule(s, q, k, v, block_mask, block_q, block_k, &rule, o);
+}
+
 double ref_max_rel_error(const clsa_shape *s, const void *got, const double *want)
 {
     const int64_t B = s->batch, H = s->q_heads, L = s->q_len, D = s->head_dim;

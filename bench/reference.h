@@ -54,6 +54,15 @@ typedef struct ref_prob_rule {
 void ref_attention_rule(const clsa_shape *shape, const void *q, const void *k, const void *v,
                         const uint8_t *block_mask, int block_q, int block_k, const ref_prob_rule *rule, double *o);
 
+/* Attention-value pruning's level of a probability p >= t (clsa.h, clsa_shape.value_bits): p for
+   bits 0, else the middle of its log bin among the 2^bits - 1 bins on [t, 1]. */
+double ref_value_level(double p, double t, int bits);
+
+/* ref_attention with attention-value pruning (clsa_shape.value_prune, value_bits): each p < t is
+   0, the others ref_value_level(p), not renormalized. */
+void ref_attention_pruned(const clsa_shape *shape, const void *q, const void *k, const void *v,
+                          const uint8_t *block_mask, int block_q, int block_k, double *o);
+
 /* max |got - want| / max |want| over n elements of a [B,Hq,Lq,D] output in the shape's layout. */
 double ref_max_rel_error(const clsa_shape *shape, const void *got, const double *want);
 

@@ -17,27 +17,16 @@
 
 #define EDGE_EPS 1e-4
 
-/* The rule's level of p >= t (clsa.h, clsa_shape.value_bits), in float64; p itself for bits 0. */
-static double level_of(double p, double t, int bits)
-{
-    if (bits == 0)
-        return p;
-    const double min_exp = log2(t), base = -min_exp / (double)((1 << bits) - 1);
-    double k = floor((log2(p) - min_exp) / base);
-    k = k < 0 ? 0 : k > (double)((1 << bits) - 2) ? (double)((1 << bits) - 2) : k;
-    return exp2(min_exp + (k + 0.5) * base);
-}
-
 /* The rule applied to p, and the other value it may take in f32 (itself when p is not near an edge). */
 static double rule(double p, double t, int bits, double *alternative, bool *near_t)
 {
-    const double kept = p < t ? 0.0 : level_of(p, t, bits);
+    const double kept = p < t ? 0.0 : ref_value_level(p, t, bits);
     *alternative = kept;
     *near_t = fabs(p - t) <= EDGE_EPS * t;
     if (*near_t)
-        *alternative = p < t ? level_of(t, t, bits) : 0.0;
+        *alternative = p < t ? ref_value_level(t, t, bits) : 0.0;
     else if (bits > 0 && p >= t) {
-        const double below = level_of(p * (1.0 - EDGE_EPS), t, bits), above = level_of(p * (1.0 + EDGE_EPS), t, bits);
+        const double below = ref_value_level(p * (1.0 - EDGE_EPS), t, bits), above = ref_value_level(p * (1.0 + EDGE_EPS), t, bits);
         *alternative = below != kept ? below : above;
     }
     return kept;
@@ -293,7 +282,7 @@ static void test_published_levels(void **state)
         const double unit = pow(10.0, floor(log10(published[k])) - 2); /* the last printed digit */
         printf("# level %d: %.6f (published %g)\n", k, level, published[k]);
         assert_true(fabs(level - published[k]) <= 0.5 * unit);
-        assert_true(fabs(level_of(exp2(min_exp + (k + 0.5) * base), 1e-3, 3) - level) <= 1e-15);
+        assert_true(fabs(ref_value_level(exp2(min_exp + (k + 0.5) * base), 1e-3, 3) - level) <= 1e-15);
     }
     /* Through the device: 16 keys, V = identity, so o[i][j] = p'_ij. */
     clsa_context *ctx = harness_context(CLSA_STYLE_CPU);
